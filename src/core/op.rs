@@ -1,0 +1,46 @@
+//! The operator abstraction every solver works against.
+//!
+//! Solvers work in f64 (Lanczos recurrences lose too much in f32); an operator
+//! stored in f32 converts on the fly and accumulates in f64, so "f32 operator"
+//! means f32 storage, not f32 arithmetic in the solver.
+
+use crate::core::error::Result;
+
+/// A real symmetric linear operator of dimension `dim() x dim()`.
+pub trait SymOp: Sync {
+    fn dim(&self) -> usize;
+
+    /// `y = A x`. `x.len() == y.len() == dim()` is the caller's promise.
+    fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()>;
+
+    /// `Y = A X` for `ncols` vectors stored row-major (`x[i * ncols + c]`
+    /// is entry i of vector c): the layout of a C-contiguous NumPy `(n, ncols)`
+    /// array, and the one that lets a sparse kernel stream each row once.
+    fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
+        let n = self.dim();
+        let mut column = vec![0.0; n];
+        let mut product = vec![0.0; n];
+        for c in 0..ncols {
+            for i in 0..n {
+                column[i] = x[i * ncols + c];
+            }
+            self.apply(&column, &mut product)?;
+            for i in 0..n {
+                y[i * ncols + c] = product[i];
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: SymOp + ?Sized> SymOp for &T {
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+    fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
+        (**self).apply(x, y)
+    }
+    fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
+        (**self).apply_block(x, y, ncols)
+    }
+}
