@@ -3,3 +3,4 @@
 pub mod error;
 pub mod monitor;
 pub mod op;
+pub mod tridiag;
