@@ -1,0 +1,50 @@
+"""hessx: Hessians of large models — saddle or minimum, and which way is down.
+
+Rust does the heavy work (parallel sparse and matrix-free Hessian-vector
+products, thick-restart Lanczos); this package is the thin Python face.
+"""
+
+from __future__ import annotations
+
+from . import _hessx
+from .analysis import CriticalPoint, Fractions, MinimumRatio, classify, minimum_ratio
+from .eigen import LanczosResult, NoConvergence, eigsh, lanczos
+from .escape import EscapeStep, escape_step
+from .operators import CallableOperator, CsrOperator, DenseOperator, HessxOperator, as_operator
+
+__version__: str = _hessx.__version__
+
+__all__ = [
+    "CallableOperator",
+    "CriticalPoint",
+    "CsrOperator",
+    "DenseOperator",
+    "EscapeStep",
+    "Fractions",
+    "HessxOperator",
+    "LanczosResult",
+    "MinimumRatio",
+    "NoConvergence",
+    "as_operator",
+    "classify",
+    "eigsh",
+    "escape_step",
+    "get_num_threads",
+    "lanczos",
+    "minimum_ratio",
+    "set_num_threads",
+]
+
+
+def set_num_threads(n: int) -> None:
+    """Size the Rust thread pool (``n >= 1``; default: one thread per core)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _hessx.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads of the Rust pool."""
+    return int(_hessx.get_num_threads())

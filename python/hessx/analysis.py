@@ -1,0 +1,270 @@
+"""Critical points: classification by the second-order test, and the minimum ratio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._dense import DENSE_LIMIT, to_dense
+from ._validation import finite_vector, nonnegative_float
+from .eigen import NoConvergence, lanczos
+from .operators import as_operator
+
+__all__ = ["classify", "CriticalPoint", "minimum_ratio", "MinimumRatio", "Fractions"]
+
+KINDS = ("not_critical", "saddle", "local_min", "local_max", "degenerate")
+
+
+def default_rtol(dtype: Any) -> float:
+    """Half the digits of the operator's dtype: rounding in products stays far below it."""
+    return float(np.sqrt(np.finfo(np.dtype(dtype)).eps))
+
+
+@dataclass(frozen=True)
+class CriticalPoint:
+    """The second-order test at a point.
+
+    Attributes
+    ----------
+    kind : str
+        One of "not_critical", "saddle", "local_min", "local_max", "degenerate".
+    lambda_min, lambda_max : float
+        The extreme Hessian eigenvalues.
+    tol : float
+        Absolute threshold under which an eigenvalue counts as zero.
+    grad_norm : float or None
+        ``||grad||`` when a gradient was given.
+    escape_direction : ndarray or None
+        Unit eigenvector of ``lambda_min`` when ``lambda_min < -tol``.
+    semidefinite : str or None
+        For "degenerate": "positive" or "negative" (which sign the non-zero
+        eigenvalues have).
+    residuals : tuple of float
+        ``||H v - lambda v||`` of the two extreme pairs: each eigenvalue is exact
+        to within its residual, and a sign is reported only when certified.
+    method : str
+        "dense" (exact eigen-decomposition) or "lanczos".
+    """
+
+    kind: str
+    lambda_min: float
+    lambda_max: float
+    tol: float
+    grad_norm: float | None
+    escape_direction: np.ndarray | None = field(repr=False)
+    semidefinite: str | None = None
+    residuals: tuple[float, float] = (0.0, 0.0)
+    method: str = "dense"
+
+    @property
+    def is_critical(self) -> bool:
+        return self.kind != "not_critical"
+
+
+def _extremes(A: Any, op: Any, rng: Any, dense_limit: int) -> tuple[float, float, np.ndarray, float, float, str]:
+    n = op.shape[0]
+    if n <= dense_limit:
+        w, v = np.linalg.eigh(to_dense(A, op))
+        scale = max(abs(w[0]), abs(w[-1]))
+        res = float(np.finfo(np.float64).eps * scale * n)
+        return float(w[0]), float(w[-1]), v[:, 0], res, res, "dense"
+    result = lanczos(op, k=2, which="BE", tol=1e-10, rng=rng)
+    if not result.all_converged:
+        raise NoConvergence(
+            "classify: the extreme eigenvalues did not converge; pass a larger maxiter or ncv "
+            "to hessx.lanczos and classify its result by hand",
+            result.eigenvalues[result.converged],
+            None,
+            result,
+        )
+    assert result.eigenvectors is not None
+    return (
+        float(result.eigenvalues[0]),
+        float(result.eigenvalues[-1]),
+        result.eigenvectors[:, 0],
+        float(result.residuals[0]),
+        float(result.residuals[-1]),
+        "lanczos",
+    )
+
+
+def classify(
+    A: Any,
+    *,
+    grad: Any = None,
+    rtol: float | None = None,
+    gtol: float = 1e-6,
+    rng: Any = None,
+    dense_limit: int = 200,
+) -> CriticalPoint:
+    """Classify a point by its Hessian ``A`` (and gradient ``grad``).
+
+    Parameters
+    ----------
+    A : ndarray, sparse matrix, LinearOperator or hessx operator
+        The Hessian at the point (symmetric).
+    grad : array_like, optional
+        The gradient; if ``||grad|| > gtol`` the point is "not_critical".
+    rtol : float, optional
+        An eigenvalue counts as zero when ``|lambda| <= tol`` with
+        ``tol = rtol * max(|lambda_min|, |lambda_max|)``. Default: the square
+        root of the operator dtype's machine epsilon (1.5e-8 for float64,
+        3.5e-4 for float32).
+    gtol : float, default 1e-6
+        Absolute gradient-norm threshold for a critical point.
+    rng : None, int or Generator
+        For the Lanczos start vector.
+    dense_limit : int, default 200
+        Up to this size the Hessian is densified and solved exactly.
+
+    Examples
+    --------
+    >>> import numpy as np, hessx
+    >>> cp = hessx.classify(np.array([[0.0, -2.0], [-2.0, 0.0]]), grad=[0.0, 0.0])
+    >>> cp.kind, cp.lambda_min, cp.lambda_max
+    ('saddle', -2.0, 2.0)
+    """
+    op = as_operator(A)
+    n = op.shape[0]
+    rtol = default_rtol(op.dtype) if rtol is None else nonnegative_float(rtol, "rtol")
+    gtol = nonnegative_float(gtol, "gtol")
+    grad_norm = None
+    if grad is not None:
+        grad_norm = float(np.linalg.norm(finite_vector(grad, "grad", n)))
+    lam_min, lam_max, v_min, res_min, res_max, method = _extremes(A, op, rng, dense_limit)
+    tol = rtol * max(abs(lam_min), abs(lam_max))
+    # A sign counts only when certified: the true eigenvalue is within its residual.
+    certainly_negative = lam_min + res_min < -tol
+    max_positive = lam_max - res_max > tol
+    min_positive = lam_min - res_min > tol
+    max_negative = lam_max + res_max < -tol
+
+    semidefinite = None
+    if grad_norm is not None and grad_norm > gtol:
+        kind = "not_critical"
+    elif certainly_negative and max_positive:
+        kind = "saddle"
+    elif min_positive:
+        kind = "local_min"
+    elif max_negative:
+        kind = "local_max"
+    else:
+        kind = "degenerate"
+        semidefinite = "negative" if lam_max <= tol and lam_min < -tol else "positive"
+
+    escape = None
+    if certainly_negative:
+        escape = np.asarray(v_min, dtype=np.float64)
+        escape = escape / np.linalg.norm(escape)
+        # A deterministic sign: the largest component positive.
+        if escape[np.argmax(np.abs(escape))] < 0:
+            escape = -escape
+    return CriticalPoint(
+        kind=kind,
+        lambda_min=lam_min,
+        lambda_max=lam_max,
+        tol=float(tol),
+        grad_norm=grad_norm,
+        escape_direction=escape,
+        semidefinite=semidefinite,
+        residuals=(res_min, res_max),
+        method=method,
+    )
+
+
+@dataclass(frozen=True)
+class Fractions:
+    """Shares of eigenvalues below ``-tol``, within ``±tol`` and above ``+tol``,
+    each as ``(value, stderr)``."""
+
+    below: tuple[float, float]
+    within: tuple[float, float]
+    above: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class MinimumRatio:
+    """The share of positive Hessian eigenvalues.
+
+    Attributes
+    ----------
+    value : float
+        (number of eigenvalues > tol) / n.
+    stderr : float
+        0 when exact.
+    method : str
+        "exact" (dense eigenvalues), "inertia" (exact, sparse LDLᵀ) or "slq".
+    n : int
+    tol : float
+        Eigenvalues within ``±tol`` count as zero, not positive.
+    fractions : Fractions
+        The banded shares: a network's Hessian has most eigenvalues near zero,
+        and the raw ratio alone misleads.
+    """
+
+    value: float
+    stderr: float
+    method: str
+    n: int
+    tol: float
+    fractions: Fractions
+
+
+def minimum_ratio(
+    A: Any,
+    *,
+    method: str = "auto",
+    tol: float | None = None,
+    rng: Any = None,
+    dense_limit: int = DENSE_LIMIT,
+) -> MinimumRatio:
+    """The minimum ratio: the share of eigenvalues of ``A`` that are > tol.
+
+    Parameters
+    ----------
+    A : ndarray, sparse matrix, LinearOperator or hessx operator
+    method : {"auto", "exact", "slq"}
+        "exact" computes all eigenvalues densely; "auto" uses it up to
+        ``dense_limit`` rows.
+    tol : float, optional
+        Eigenvalues within ``±tol`` count as zero. Default: ``sqrt(eps) * max|lambda|``
+        for the operator's dtype, so rounding noise around exact zeros (a
+        network's symmetries give many) is not counted as positive.
+    rng : None, int or Generator
+    dense_limit : int, default 2000
+
+    Examples
+    --------
+    >>> import numpy as np, hessx
+    >>> r = hessx.minimum_ratio(np.diag([3.0, 1.0, 0.0, -2.0]))
+    >>> r.value, r.fractions.within
+    (0.5, (0.25, 0.0))
+    """
+    op = as_operator(A)
+    n = op.shape[0]
+    if method not in ("auto", "exact", "slq"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'slq', got {method!r}")
+    if tol is not None:
+        tol = nonnegative_float(tol, "tol")
+    if method == "slq" or (method == "auto" and n > dense_limit):
+        raise NotImplementedError(
+            "minimum_ratio: the 'slq' method is not available yet; use method='exact' "
+            f"(dense eigenvalues, affordable up to a few thousand rows; this operator has n={n})"
+        )
+    w = np.linalg.eigvalsh(to_dense(A, op))
+    if tol is None:
+        scale = float(np.max(np.abs(w))) if n else 0.0
+        tol = float(np.sqrt(np.finfo(np.dtype(op.dtype)).eps) * scale)
+    below = float(np.count_nonzero(w < -tol)) / n
+    above = float(np.count_nonzero(w > tol)) / n
+    within = 1.0 - below - above
+    return MinimumRatio(
+        value=above,
+        stderr=0.0,
+        method="exact",
+        n=n,
+        tol=tol,
+        fractions=Fractions(below=(below, 0.0), within=(within, 0.0), above=(above, 0.0)),
+    )

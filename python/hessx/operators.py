@@ -1,0 +1,246 @@
+"""Operators whose products run in Rust, each a `scipy.sparse.linalg.LinearOperator`.
+
+A hessx solver handed one of these never goes back through Python per product;
+SciPy code accepts them like any other LinearOperator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator
+
+from . import _hessx
+
+__all__ = [
+    "HessxOperator",
+    "CsrOperator",
+    "DenseOperator",
+    "CallableOperator",
+    "as_operator",
+]
+
+_REAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class HessxOperator(LinearOperator):
+    """A real symmetric operator whose products run in Rust with the GIL released."""
+
+    _rust: Any
+
+    def __init__(self, rust: Any, dtype: Any) -> None:
+        self._rust = rust
+        super().__init__(dtype=np.dtype(dtype), shape=(rust.n, rust.n))
+
+    # Products run in float64 (the solvers' precision) and are returned in the
+    # operator's dtype, as SciPy's LinearOperator contract expects.
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype.kind == "c":
+            return self._matvec(x.real) + 1j * self._matvec(x.imag)
+        y = self._rust.matvec(np.ascontiguousarray(x.reshape(-1), dtype=np.float64))
+        return y.astype(self.dtype, copy=False)
+
+    def _matmat(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        if X.dtype.kind == "c":
+            return self._matmat(X.real) + 1j * self._matmat(X.imag)
+        Y = self._rust.matmat(np.ascontiguousarray(X, dtype=np.float64))
+        return Y.astype(self.dtype, copy=False)
+
+    def _rmatvec(self, x: np.ndarray) -> np.ndarray:
+        return self._matvec(x)
+
+    def _rmatmat(self, X: np.ndarray) -> np.ndarray:
+        return self._matmat(X)
+
+    def _adjoint(self) -> HessxOperator:
+        return self
+
+    def _transpose(self) -> HessxOperator:
+        return self
+
+    def __repr__(self) -> str:
+        n = self.shape[0]
+        return f"<{type(self).__name__} {n}x{n} dtype={self.dtype}>"
+
+
+class CsrOperator(HessxOperator):
+    """A sparse symmetric matrix with parallel SpMV/SpMM in Rust.
+
+    Parameters
+    ----------
+    A : scipy sparse matrix or array
+        Any format; CSR with float32/float64 values and int32/int64 indices is
+        used without a copy (its buffers are borrowed for every product, so do
+        not modify them in place while the operator is in use).
+    check_symmetric : bool, default True
+        Verify that A equals its transpose; raise ``ValueError`` if not.
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp, hessx
+    >>> A = sp.diags_array([[-1.0] * 4, [2.0] * 5, [-1.0] * 4], offsets=[-1, 0, 1]).tocsr()
+    >>> op = hessx.CsrOperator(A)
+    >>> op @ [1.0, 1.0, 1.0, 1.0, 1.0]
+    array([1., 0., 0., 0., 1.])
+    """
+
+    def __init__(self, A: Any, *, check_symmetric: bool = True) -> None:
+        if not sp.issparse(A):
+            raise TypeError(f"A must be a SciPy sparse matrix or array, got {type(A).__name__}")
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError(f"A must be square, got shape {A.shape}")
+        if not isinstance(check_symmetric, (bool, np.bool_)):
+            raise TypeError("check_symmetric must be a bool")
+        dtype = np.dtype(A.dtype)
+        if dtype.kind == "c":
+            raise TypeError(f"A must be real, got complex dtype {dtype}")
+        if dtype.kind not in "fiub":
+            raise TypeError(f"A must have a real numeric dtype, got {dtype}")
+        csr = A if A.format == "csr" else A.tocsr()
+        data = csr.data
+        if data.dtype not in _REAL_DTYPES:
+            data = data.astype(np.float64)
+        indices, indptr = csr.indices, csr.indptr
+        if indices.dtype != indptr.dtype or indices.dtype not in (np.int32, np.int64):
+            indices = indices.astype(np.int64)
+            indptr = indptr.astype(np.int64)
+        self.matrix = csr
+        rust = _hessx.RustOperator.csr(
+            int(A.shape[0]),
+            np.ascontiguousarray(indptr),
+            np.ascontiguousarray(indices),
+            np.ascontiguousarray(data),
+            bool(check_symmetric),
+        )
+        super().__init__(rust, data.dtype)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.matrix.nnz)
+
+
+class DenseOperator(HessxOperator):
+    """A dense symmetric NumPy matrix with a parallel matvec in Rust.
+
+    Parameters
+    ----------
+    M : (n, n) array_like of float32 or float64
+        Symmetric (checked, to a relative tolerance of 1000 machine epsilons).
+    """
+
+    def __init__(self, M: Any, *, check_symmetric: bool = True) -> None:
+        arr = np.asarray(M)
+        if arr.dtype.kind == "c":
+            raise TypeError(f"M must be real, got complex dtype {arr.dtype}")
+        if arr.dtype.kind not in "fiub":
+            raise TypeError(f"M must be a real numeric array, got dtype {arr.dtype}")
+        if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+            raise ValueError(f"M must be a square 2-D matrix, got shape {arr.shape}")
+        if arr.dtype not in _REAL_DTYPES:
+            arr = arr.astype(np.float64)
+        arr = np.ascontiguousarray(arr)
+        self.matrix = arr
+        rust = _hessx.RustOperator.dense(arr, bool(check_symmetric))
+        super().__init__(rust, arr.dtype)
+
+
+class CallableOperator(HessxOperator):
+    """A symmetric operator given by a user function ``x -> A @ x``.
+
+    Parameters
+    ----------
+    n : int
+        The dimension.
+    matvec : callable
+        ``matvec(x)`` with x of shape (n,) returns ``A @ x`` (shape (n,) or (n, 1)).
+        An exception raised inside reaches the caller unchanged; a result of the
+        wrong shape or with NaN/Inf raises ``ValueError`` naming the call.
+    matmat : callable, optional
+        ``matmat(X)`` with X of shape (n, k) returns ``A @ X``; otherwise
+        products of blocks call ``matvec`` column by column.
+    dtype : numpy dtype, default float64
+        The dtype the function expects and returns; x is passed in it.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        matvec: Callable[[np.ndarray], Any],
+        *,
+        matmat: Callable[[np.ndarray], Any] | None = None,
+        dtype: Any = np.float64,
+    ) -> None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"n must be an int, got {type(n).__name__}")
+        if n <= 0:
+            raise ValueError(f"n must be positive, got {n}")
+        if not callable(matvec):
+            raise TypeError(f"matvec must be callable, got {type(matvec).__name__}")
+        if matmat is not None and not callable(matmat):
+            raise TypeError(f"matmat must be callable, got {type(matmat).__name__}")
+        dtype = np.dtype(dtype)
+        if dtype not in _REAL_DTYPES:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        n = int(n)
+        self.function = matvec
+        rust = _hessx.RustOperator.callable(
+            n,
+            _checked_product(matvec, "matvec", (n,), dtype),
+            None if matmat is None else _checked_product(matmat, "matmat", None, dtype),
+        )
+        super().__init__(rust, dtype)
+
+
+def _checked_product(
+    function: Callable[[np.ndarray], Any], name: str, shape: tuple[int, ...] | None, dtype: np.dtype
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Wrap a user product so a wrong shape or NaN/Inf is a ValueError naming the call."""
+
+    def call(x: np.ndarray) -> np.ndarray:
+        y = np.asarray(function(x.astype(dtype, copy=False)))
+        expected = shape if shape is not None else x.shape
+        if y.shape != expected and not (y.ndim == 2 and y.shape == (*expected, 1)):
+            raise ValueError(f"{name}(x) returned an array of shape {y.shape}, expected {expected}")
+        if y.dtype.kind == "c":
+            raise ValueError(f"{name}(x) returned complex values; the operator must be real")
+        y = np.ascontiguousarray(y.reshape(expected), dtype=np.float64)
+        finite = np.isfinite(y)
+        if not finite.all():
+            bad = int(np.flatnonzero(~finite.reshape(-1))[0])
+            raise ValueError(f"{name}(x) returned NaN or Inf (first at flat index {bad})")
+        return y
+
+    return call
+
+
+def as_operator(obj: Any, n: int | None = None) -> HessxOperator:
+    """Turn an ndarray, SciPy sparse matrix, LinearOperator, hessx operator or
+    callable (with ``n``) into a hessx operator."""
+    if isinstance(obj, HessxOperator):
+        return obj
+    if sp.issparse(obj):
+        return CsrOperator(obj)
+    if isinstance(obj, LinearOperator):
+        if obj.shape[0] != obj.shape[1]:
+            raise ValueError(f"A must be square, got shape {obj.shape}")
+        dtype = np.dtype(obj.dtype) if obj.dtype is not None else np.dtype(np.float64)
+        if dtype.kind == "c":
+            raise TypeError(f"A must be real, got complex dtype {dtype}")
+        if dtype not in _REAL_DTYPES:
+            dtype = np.dtype(np.float64)
+        return CallableOperator(int(obj.shape[0]), obj.matvec, matmat=obj.matmat, dtype=dtype)
+    if isinstance(obj, np.ndarray) or isinstance(obj, (list, tuple)):
+        return DenseOperator(obj)
+    if callable(obj):
+        if n is None:
+            raise TypeError("n is required to turn a callable into an operator: as_operator(f, n=...)")
+        return CallableOperator(n, obj)
+    raise TypeError(
+        "A must be an ndarray, a SciPy sparse matrix, a LinearOperator, a hessx operator or "
+        f"a callable with n, got {type(obj).__name__}"
+    )

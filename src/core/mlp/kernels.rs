@@ -1,0 +1,201 @@
+//! Dense building blocks of the passes: faer GEMMs on row-major views and
+//! chunked, rayon-parallel elementwise loops.
+//!
+//! Elementwise work is split into fixed-size chunks (not rayon's adaptive
+//! splits) and every reduction sums its per-chunk partials in chunk order, so
+//! results are bit-for-bit reproducible whatever the thread count.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+use super::activation::Activation;
+use super::scalar::Real;
+
+/// Elements per parallel task: large enough to amortise a rayon task, small
+/// enough to balance two to dozens of threads on batch x width matrices.
+const CHUNK: usize = 1 << 14;
+
+/// Multiply-adds below which a GEMM runs on the calling thread.
+const PARALLEL_GEMM_WORK: usize = 1 << 21;
+
+pub fn view<T>(data: &[T], nrows: usize, ncols: usize) -> MatRef<'_, T> {
+    MatRef::from_row_major_slice(data, nrows, ncols)
+}
+
+pub fn view_mut<T>(data: &mut [T], nrows: usize, ncols: usize) -> MatMut<'_, T> {
+    MatMut::from_row_major_slice_mut(data, nrows, ncols)
+}
+
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`).
+pub fn gemm<T: Real>(dst: MatMut<'_, T>, accumulate: bool, lhs: MatRef<'_, T>, rhs: MatRef<'_, T>) {
+    let work = dst.nrows() * dst.ncols() * lhs.ncols();
+    let par = if work >= PARALLEL_GEMM_WORK && rayon::current_num_threads() > 1 {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    };
+    let beta = if accumulate { Accum::Add } else { Accum::Replace };
+    matmul(dst, beta, lhs, rhs, T::cast(1.0), par);
+}
+
+/// Every row of the row-major `dst` (width `row.len()`) set to `row`.
+pub fn fill_rows<T: Real>(dst: &mut [T], row: &[T]) {
+    let width = row.len();
+    let rows_per_chunk = (CHUNK / width.max(1)).max(1);
+    dst.par_chunks_mut(rows_per_chunk * width).for_each(|chunk| {
+        for dst_row in chunk.chunks_exact_mut(width) {
+            dst_row.copy_from_slice(row);
+        }
+    });
+}
+
+/// Column sums of the row-major `rows x width` matrix `data`, accumulated in f64.
+pub fn column_sums<T: Real>(data: &[T], width: usize, out: &mut [T]) {
+    let rows_per_chunk = (CHUNK / width.max(1)).max(1);
+    let partials: Vec<Vec<f64>> = data
+        .par_chunks(rows_per_chunk * width)
+        .map(|chunk| {
+            let mut sums = vec![0.0f64; width];
+            for row in chunk.chunks_exact(width) {
+                for (s, &value) in sums.iter_mut().zip(row) {
+                    *s += value.to_f64();
+                }
+            }
+            sums
+        })
+        .collect();
+    let mut total = vec![0.0f64; width];
+    for partial in &partials {
+        for (t, p) in total.iter_mut().zip(partial) {
+            *t += p;
+        }
+    }
+    for (o, t) in out.iter_mut().zip(total) {
+        *o = T::cast(t);
+    }
+}
+
+/// Which derivatives [`activate`] stores next to the activation values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Derivatives {
+    None,
+    First,
+    Second,
+}
+
+/// `z ← σ(z)`, with `slope ← σ'(z)` and `curvature ← σ''(z)` when asked for.
+pub fn activate<T: Real>(act: Activation, z: &mut [T], slope: &mut [T], curvature: &mut [T], want: Derivatives) {
+    // One monomorphised loop per (activation, outputs) pair, so the unused
+    // derivatives are never computed and each loop body inlines `eval`.
+    fn run<T: Real, F: Fn(T) -> (T, T, T) + Sync>(
+        f: F,
+        z: &mut [T],
+        slope: &mut [T],
+        curvature: &mut [T],
+        want: Derivatives,
+    ) {
+        match want {
+            Derivatives::None => z.par_chunks_mut(CHUNK).for_each(|zc| {
+                for v in zc {
+                    *v = f(*v).0;
+                }
+            }),
+            Derivatives::First => z
+                .par_chunks_mut(CHUNK)
+                .zip(slope.par_chunks_mut(CHUNK))
+                .for_each(|(zc, sc)| {
+                    for (v, s) in zc.iter_mut().zip(sc) {
+                        let (a, d1, _) = f(*v);
+                        *v = a;
+                        *s = d1;
+                    }
+                }),
+            Derivatives::Second => z
+                .par_chunks_mut(CHUNK)
+                .zip(slope.par_chunks_mut(CHUNK))
+                .zip(curvature.par_chunks_mut(CHUNK))
+                .for_each(|((zc, sc), cc)| {
+                    for ((v, s), c) in zc.iter_mut().zip(sc).zip(cc) {
+                        let (a, d1, d2) = f(*v);
+                        *v = a;
+                        *s = d1;
+                        *c = d2;
+                    }
+                }),
+        }
+    }
+    match act {
+        Activation::Tanh => run(|v| Activation::Tanh.eval(v), z, slope, curvature, want),
+        Activation::Relu => run(|v| Activation::Relu.eval(v), z, slope, curvature, want),
+        Activation::Gelu => run(|v| Activation::Gelu.eval(v), z, slope, curvature, want),
+        Activation::Sigmoid => run(|v| Activation::Sigmoid.eval(v), z, slope, curvature, want),
+        Activation::Identity => run(|v| Activation::Identity.eval(v), z, slope, curvature, want),
+    }
+}
+
+/// `a ⊙= b`.
+pub fn scale_by<T: Real>(a: &mut [T], b: &[T]) {
+    a.par_chunks_mut(CHUNK).zip(b.par_chunks(CHUNK)).for_each(|(ac, bc)| {
+        for (x, &y) in ac.iter_mut().zip(bc) {
+            *x *= y;
+        }
+    });
+}
+
+/// Backward step through a hidden layer from g = ∂L/∂a:
+/// `curvature ← g ⊙ σ''` (kept for the R-backward pass), then `g ← g ⊙ σ'` (= δ).
+pub fn backprop_with_curvature<T: Real>(g: &mut [T], slope: &[T], curvature: &mut [T]) {
+    g.par_chunks_mut(CHUNK)
+        .zip(slope.par_chunks(CHUNK))
+        .zip(curvature.par_chunks_mut(CHUNK))
+        .for_each(|((gc, sc), cc)| {
+            for ((x, &s), c) in gc.iter_mut().zip(sc).zip(cc) {
+                *c *= *x;
+                *x *= s;
+            }
+        });
+}
+
+/// R-forward through a hidden layer from R(z): `r_act ← σ' ⊙ R(z)` and
+/// `r_z ← (g ⊙ σ'') ⊙ R(z)`, the curvature term R-backward adds to R(δ).
+pub fn tangent_with_curvature<T: Real>(r_z: &mut [T], r_act: &mut [T], slope: &[T], weighted_curvature: &[T]) {
+    r_z.par_chunks_mut(CHUNK)
+        .zip(r_act.par_chunks_mut(CHUNK))
+        .zip(slope.par_chunks(CHUNK).zip(weighted_curvature.par_chunks(CHUNK)))
+        .for_each(|((zc, ac), (sc, cc))| {
+            for ((rz, ra), (&s, &c)) in zc.iter_mut().zip(ac).zip(sc.iter().zip(cc)) {
+                *ra = s * *rz;
+                *rz *= c;
+            }
+        });
+}
+
+/// `acc += t ⊙ slope`.
+pub fn add_scaled<T: Real>(acc: &mut [T], t: &[T], slope: &[T]) {
+    acc.par_chunks_mut(CHUNK)
+        .zip(t.par_chunks(CHUNK).zip(slope.par_chunks(CHUNK)))
+        .for_each(|(ac, (tc, sc))| {
+            for (a, (&x, &s)) in ac.iter_mut().zip(tc.iter().zip(sc)) {
+                *a += x * s;
+            }
+        });
+}
+
+/// `dst ← src` converting f64 → T.
+pub fn cast_from_f64<T: Real>(dst: &mut [T], src: &[f64]) {
+    dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| {
+        for (x, &y) in d.iter_mut().zip(s) {
+            *x = T::cast(y);
+        }
+    });
+}
+
+/// `dst ← src` converting T → f64.
+pub fn cast_to_f64<T: Real>(dst: &mut [f64], src: &[T]) {
+    dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| {
+        for (x, &y) in d.iter_mut().zip(s) {
+            *x = y.to_f64();
+        }
+    });
+}

@@ -1,0 +1,938 @@
+//! Stochastic Lanczos quadrature (SLQ) for the spectral measure of a symmetric
+//! operator, with counting estimates whose standard error covers both the
+//! sampling error of the probes and the quadrature error of finitely many
+//! Lanczos steps.
+//!
+//! # Quadrature
+//! For a unit probe `v = z / ‖z‖` (z Rademacher or Gaussian) the spectral
+//! measure `μ_v = Σ_j (vᵀu_j)² δ_{λ_j}` satisfies `E[μ_v(S)] = #{λ_j ∈ S} / n`.
+//! `m` steps of Lanczos from `v`,
+//!
+//! ```text
+//! β_k q_{k+1} = A q_k − α_k q_k − β_{k−1} q_{k−1},   α_k = q_kᵀ A q_k,
+//! ```
+//!
+//! give the Jacobi matrix `T_m = tridiag(β, α, β)` whose eigenpairs
+//! `(θ_i, s_i)` are the nodes and weights `w_i = s_{1i}²` of the m-point Gauss
+//! rule of `μ_v` (Golub & Meurant, *Matrices, Moments and Quadrature*, 2010;
+//! Ubaru, Chen & Saad, SIAM J. Matrix Anal. Appl. 38, 2017).
+//!
+//! Every step is fully reorthogonalised (classical Gram–Schmidt applied twice
+//! against all previous Lanczos vectors). Without it, converged Ritz values
+//! reappear as "ghost" copies whose weights are taken from the rest of the
+//! spectrum, so counts near a converged cluster (a Hessian's zeros) are wrong,
+//! and the Chebyshev–Markov–Krein bounds below, which assume `T_m` holds the
+//! exact moments of `μ_v`, would no longer hold. The cost, `O(m·n)` per step,
+//! is modest next to an operator product for `m ≈ 100`. A zero `β_k`
+//! (breakdown) means `v` lies in an invariant subspace: the Gauss rule is then
+//! exact, and the recurrence stops early.
+//!
+//! # Counting with an honest error bar
+//! The fraction of eigenvalues in an interval `I` is `E[μ_v(I)]`. The naive
+//! estimate per probe, the Gauss weight of the nodes inside `I`, has a
+//! quadrature error that is *systematic*: all probes place their nodes at
+//! nearly the same points, so averaging probes does not shrink it and the
+//! probes' sample standard error misses it (30 probes × 100 steps on a shifted
+//! 30³ Laplacian miss the positive fraction by 0.0055 while claiming 0.0005).
+//! Instead each probe yields a *guaranteed* bracket `[L_p, U_p] ∋ μ_v(I)`, the
+//! intersection of two bounds:
+//!
+//! 1. **Chebyshev–Markov–Krein (moment) bound.** Among all measures with the
+//!    moments `T_m` and `β_m` pin down (degree ≤ 2m), the distribution function
+//!    at a threshold t ranges over `[Σ_{τ_i<t} ω_i, Σ_{τ_i<t} ω_i + ω_t]`,
+//!    where `(τ_i, ω_i)` is the (m+1)-point Gauss–Radau rule with a node fixed
+//!    at t and `ω_t = 1 / Σ_{k=0}^{m} p_k(t)²` is the Christoffel function
+//!    (Akhiezer, *The Classical Moment Problem*, 1965, §2.5; Szegő, Thm 3.41.1).
+//!    This is the best any moment-based bound can do; it is sharp inside the
+//!    bulk of a spectrum but useless next to a large cluster (a threshold just
+//!    above 60 % of zero eigenvalues keeps ω_t ≈ 0.6).
+//! 2. **Ritz residual bound.** A Ritz pair has `A y_i − θ_i y_i = r_i` with
+//!    `‖r_i‖ = β_m |s_{mi}|`, so the part of `y_i` in the spectral subspace of
+//!    the eigenvalues at distance ≥ d_i from θ_i has norm ≤ ‖r_i‖ / d_i. With
+//!    the nodes split into G (inside I, at distance d_i from its complement),
+//!    B (outside I, at distance d_i from it) and U (the rest), and `v = Σ s_{1i} y_i`,
+//!    `‖(1−P)v‖ ≤ ε_G + √(W_U + W_B)` and `‖Pv‖ ≤ ε_B + √(W_G + W_U)` with
+//!    `ε_X = Σ_{i∈X} |s_{1i}| ‖r_i‖ / d_i` and P the spectral projector on I.
+//!    Every split gives valid bounds; the tightest over the splits by distance
+//!    is kept. This certifies converged clusters that the moments cannot.
+//!
+//! The reported value is the mean of the bracket midpoints; the standard error
+//! is `√(s²/n_probes + h̄²)`, where s is the sample standard deviation of the
+//! midpoints and h̄ the mean bracket half-width (a hard bound on the
+//! quadrature part of the error, which more probes do not reduce but more
+//! steps do).
+
+use crate::core::error::{Error, Result};
+use crate::core::monitor::Monitor;
+use crate::core::op::SymOp;
+use crate::core::tridiag::{sym_eig, tridiag_eig};
+use rand_xoshiro::rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
+
+/// Rows per unit of vector work. Reductions sum per-chunk partials in chunk
+/// order, so results are bit-identical whether chunks run in parallel or not.
+const CHUNK: usize = 4096;
+
+/// Probes run concurrently (each with sequential vector work) while one probe's
+/// reorthogonalisation, about `n · n_steps²` multiply-adds, stays well under a
+/// second, so the monitor (checked between batches) still answers promptly.
+const PARALLEL_PROBES_MAX_WORK: usize = 300_000_000;
+
+/// How probe vectors are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProbeKind {
+    /// Entries ±1 with equal probability.
+    #[default]
+    Rademacher,
+    /// Standard normal entries (the probe direction is uniform on the sphere).
+    Gaussian,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlqParams {
+    pub n_probes: usize,
+    pub n_steps: usize,
+    pub seed: u64,
+    pub probe: ProbeKind,
+}
+
+/// Per probe p: the Gauss rule (`nodes[p]` ascending, `weights[p]` summing to
+/// 1), the Jacobi matrix (`alpha[p]`, `beta[p]` of equal length; `beta[p][k]`
+/// couples steps k and k+1, the last entry is the final residual norm β_m,
+/// 0 after a breakdown) and the Ritz residual norms `β_m |s_{mi}|`.
+#[derive(Debug, Clone)]
+pub struct SlqOutput {
+    pub n: usize,
+    pub nodes: Vec<Vec<f64>>,
+    pub weights: Vec<Vec<f64>>,
+    pub alpha: Vec<Vec<f64>>,
+    pub beta: Vec<Vec<f64>>,
+    pub residuals: Vec<Vec<f64>>,
+}
+
+/// A fraction of the spectrum with its error bar: `value ± 2·stderr` covers
+/// the truth with ≈95 % confidence. `lower`/`upper` average the per-probe
+/// guaranteed brackets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FractionEstimate {
+    pub value: f64,
+    pub stderr: f64,
+    pub sampling_stderr: f64,
+    pub quadrature_halfwidth: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// The random generator of probe `index`: the stream of `seed` advanced by
+/// `index` jumps of 2¹²⁸ draws, so probes are independent and each one's
+/// vector does not depend on how probes are scheduled.
+pub(crate) fn probe_rng(seed: u64, index: usize) -> Xoshiro256PlusPlus {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    for _ in 0..index {
+        rng.jump();
+    }
+    rng
+}
+
+/// Fills `out` with ±1 entries (Rademacher) or standard normals.
+pub(crate) fn fill_probe(rng: &mut Xoshiro256PlusPlus, kind: ProbeKind, out: &mut [f64]) {
+    match kind {
+        ProbeKind::Rademacher => {
+            for block in out.chunks_mut(64) {
+                let bits = rng.next_u64();
+                for (b, x) in block.iter_mut().enumerate() {
+                    *x = if (bits >> b) & 1 == 1 { 1.0 } else { -1.0 };
+                }
+            }
+        }
+        ProbeKind::Gaussian => {
+            // Box–Muller; u1 in (0, 1] keeps the logarithm finite.
+            let unit = |r: &mut Xoshiro256PlusPlus| ((r.next_u64() >> 11) as f64 + 1.0) * (1.0 / (1u64 << 53) as f64);
+            for pair in out.chunks_mut(2) {
+                let radius = (-2.0 * unit(rng).ln()).sqrt();
+                let angle = 2.0 * std::f64::consts::PI * unit(rng);
+                pair[0] = radius * angle.cos();
+                if pair.len() > 1 {
+                    pair[1] = radius * angle.sin();
+                }
+            }
+        }
+    }
+}
+
+/// The unnormalised probe vector `z` of probe `index`.
+pub fn probe_vector(seed: u64, index: usize, n: usize, kind: ProbeKind) -> Vec<f64> {
+    let mut z = vec![0.0; n];
+    fill_probe(&mut probe_rng(seed, index), kind, &mut z);
+    z
+}
+
+fn dot_seq(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let mut ca = a.chunks_exact(4);
+    let mut cb = b.chunks_exact(4);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        acc[0] += x * y;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+fn dot(a: &[f64], b: &[f64], parallel: bool) -> f64 {
+    let partials: Vec<f64> = if parallel {
+        a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)).map(|(x, y)| dot_seq(x, y)).collect()
+    } else {
+        a.chunks(CHUNK).zip(b.chunks(CHUNK)).map(|(x, y)| dot_seq(x, y)).collect()
+    };
+    partials.into_iter().fold(0.0, |s, x| s + x)
+}
+
+/// `h = Q[:, ..k]ᵀ w` for the row-major basis `basis` (`n x stride`).
+fn project(basis: &[f64], stride: usize, k: usize, w: &[f64], parallel: bool, h: &mut [f64]) {
+    let chunk_partial = |(rows, wc): (&[f64], &[f64])| {
+        let mut part = vec![0.0; k];
+        for (row, &wi) in rows.chunks_exact(stride).zip(wc) {
+            for (p, &q) in part.iter_mut().zip(&row[..k]) {
+                *p += q * wi;
+            }
+        }
+        part
+    };
+    let partials: Vec<Vec<f64>> = if parallel {
+        basis.par_chunks(CHUNK * stride).zip(w.par_chunks(CHUNK)).map(chunk_partial).collect()
+    } else {
+        basis.chunks(CHUNK * stride).zip(w.chunks(CHUNK)).map(chunk_partial).collect()
+    };
+    h[..k].fill(0.0);
+    for part in &partials {
+        for (hj, p) in h.iter_mut().zip(part) {
+            *hj += p;
+        }
+    }
+}
+
+/// `w -= Q[:, ..k] h`.
+fn subtract_span(basis: &[f64], stride: usize, k: usize, h: &[f64], w: &mut [f64], parallel: bool) {
+    let update = |(rows, wc): (&[f64], &mut [f64])| {
+        for (row, wi) in rows.chunks_exact(stride).zip(wc.iter_mut()) {
+            *wi -= dot_seq(&row[..k], &h[..k]);
+        }
+    };
+    if parallel {
+        basis.par_chunks(CHUNK * stride).zip(w.par_chunks_mut(CHUNK)).for_each(update);
+    } else {
+        basis.chunks(CHUNK * stride).zip(w.chunks_mut(CHUNK)).for_each(update);
+    }
+}
+
+/// m steps of fully reorthogonalised Lanczos from `z / ‖z‖`; returns (α, β)
+/// with β of the same length as α (last entry the residual norm, 0 on breakdown).
+fn lanczos_probe(
+    op: &dyn SymOp,
+    mut q: Vec<f64>,
+    n_steps: usize,
+    parallel: bool,
+    check: &dyn Fn() -> Result<()>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let n = q.len();
+    let norm = dot(&q, &q, parallel).sqrt();
+    if !(norm > 0.0) {
+        return Err(Error::invalid("probe", "the probe vector is zero"));
+    }
+    q.iter_mut().for_each(|x| *x /= norm);
+    let stride = n_steps;
+    let mut basis = vec![0.0; n * stride];
+    let mut w = vec![0.0; n];
+    let mut h = vec![0.0; n_steps];
+    let mut alpha = Vec::with_capacity(n_steps);
+    let mut beta = Vec::with_capacity(n_steps);
+    let mut scale = 0.0f64;
+    for k in 0..n_steps {
+        for (row, &qi) in basis.chunks_exact_mut(stride).zip(&q) {
+            row[k] = qi;
+        }
+        check()?;
+        op.apply(&q, &mut w)?;
+        // Two passes of classical Gram–Schmidt against q_0..q_k ("twice is enough").
+        project(&basis, stride, k + 1, &w, parallel, &mut h);
+        let mut a = h[k];
+        subtract_span(&basis, stride, k + 1, &h, &mut w, parallel);
+        project(&basis, stride, k + 1, &w, parallel, &mut h);
+        a += h[k];
+        subtract_span(&basis, stride, k + 1, &h, &mut w, parallel);
+        let b = dot(&w, &w, parallel).sqrt();
+        if !a.is_finite() || !b.is_finite() {
+            return Err(Error::Operator(format!(
+                "the operator returned NaN or Inf during Lanczos step {k}"
+            )));
+        }
+        alpha.push(a);
+        scale = scale.max(a.abs() + b + if k > 0 { beta[k - 1] } else { 0.0 });
+        // Breakdown: v lies (to working precision) in an invariant subspace.
+        if b <= 1e-12 * scale || k + 1 == n {
+            beta.push(if b <= 1e-12 * scale { 0.0 } else { b });
+            break;
+        }
+        beta.push(b);
+        for (qi, &wi) in q.iter_mut().zip(&w) {
+            *qi = wi / b;
+        }
+    }
+    Ok((alpha, beta))
+}
+
+/// Stochastic Lanczos quadrature of `op`'s spectrum; see the module docs.
+pub fn slq(op: &dyn SymOp, params: &SlqParams, monitor: &dyn Monitor) -> Result<SlqOutput> {
+    let n = op.dim();
+    if params.n_probes == 0 {
+        return Err(Error::invalid("n_probes", "n_probes must be at least 1, got 0"));
+    }
+    if n == 0 {
+        return Err(Error::invalid("A", "the operator has dimension 0"));
+    }
+    if params.n_steps == 0 || params.n_steps > n {
+        return Err(Error::invalid(
+            "n_steps",
+            format!("n_steps must be in 1..={n} (n = {n}), got {}", params.n_steps),
+        ));
+    }
+    let m = params.n_steps;
+    let n_probes = params.n_probes;
+    let run = |p: usize, parallel_ops: bool, check: &dyn Fn() -> Result<()>| -> Result<(Vec<f64>, Vec<f64>)> {
+        let z = probe_vector(params.seed, p, n, params.probe);
+        lanczos_probe(op, z, m, parallel_ops, check)
+    };
+    let mut tridiagonals = Vec::with_capacity(n_probes);
+    let work = n.saturating_mul(m).saturating_mul(m);
+    if work <= PARALLEL_PROBES_MAX_WORK && n_probes > 1 {
+        let batch = rayon::current_num_threads().max(1);
+        let mut start = 0;
+        while start < n_probes {
+            monitor.check()?;
+            let end = (start + batch).min(n_probes);
+            let results: Vec<Result<(Vec<f64>, Vec<f64>)>> =
+                (start..end).into_par_iter().map(|p| run(p, false, &|| Ok(()))).collect();
+            for r in results {
+                tridiagonals.push(r?);
+            }
+            monitor.report("slq", end, n_probes);
+            start = end;
+        }
+    } else {
+        let parallel_ops = n >= 2 * CHUNK;
+        for p in 0..n_probes {
+            tridiagonals.push(run(p, parallel_ops, &|| monitor.check())?);
+            monitor.report("slq", p + 1, n_probes);
+        }
+    }
+    let mut out = SlqOutput {
+        n,
+        nodes: Vec::with_capacity(n_probes),
+        weights: Vec::with_capacity(n_probes),
+        alpha: Vec::with_capacity(n_probes),
+        beta: Vec::with_capacity(n_probes),
+        residuals: Vec::with_capacity(n_probes),
+    };
+    for (alpha, beta) in tridiagonals {
+        let k = alpha.len();
+        let eig = tridiag_eig(&alpha, &beta[..k - 1])?;
+        let last = beta[k - 1];
+        out.weights.push((0..k).map(|i| eig.vector(i)[0].powi(2)).collect());
+        out.residuals.push((0..k).map(|i| last * eig.vector(i)[k - 1].abs()).collect());
+        out.nodes.push(eig.values);
+        out.alpha.push(alpha);
+        out.beta.push(beta);
+    }
+    Ok(out)
+}
+
+/// Bounds on F(t) = μ((−∞, t]) (and on F(t⁻)) from the moments of one probe.
+fn moment_bracket(alpha: &[f64], beta: &[f64], nodes: &[f64], weights: &[f64], t: f64) -> Result<(f64, f64)> {
+    let m = alpha.len();
+    // Chebyshev–Markov–Stieltjes for the Gauss rule itself: with
+    // θ_k ≤ t < θ_{k+1}, F(t) ∈ [W_{k−1}, W_{k+1}] (W_j = Σ_{i≤j} w_i).
+    let below = nodes.partition_point(|&x| x <= t);
+    let cumulative = |j: usize| weights[..j.min(m)].iter().sum::<f64>();
+    let mut lower = cumulative(below.saturating_sub(1));
+    let mut upper = cumulative(below + 1).min(1.0);
+    if t.is_infinite() {
+        return Ok(if t > 0.0 { (1.0, 1.0) } else { (0.0, 0.0) });
+    }
+    // Gauss–Radau rule with a node at t: the last diagonal entry makes t an
+    // eigenvalue of the extended Jacobi matrix, α' = t − β_m p_{m−1}(t)/p_m(t),
+    // evaluated through ratios r_k = p_k/p_{k−1} to avoid overflow.
+    let mut ratio = 0.0f64;
+    for k in 0..m {
+        let previous = if k == 0 { 0.0 } else { beta[k - 1] / ratio };
+        ratio = ((t - alpha[k]) - previous) / beta[k];
+    }
+    let last_diagonal = t - beta[m - 1] / ratio;
+    let scale = alpha.iter().chain(beta).fold(t.abs(), |s, x| s.max(x.abs()));
+    if last_diagonal.is_finite() && last_diagonal.abs() <= 1e6 * scale {
+        let size = m + 1;
+        let mut jacobi = vec![0.0; size * size];
+        for k in 0..m {
+            jacobi[k * size + k] = alpha[k];
+            jacobi[k * size + k + 1] = beta[k];
+            jacobi[(k + 1) * size + k] = beta[k];
+        }
+        jacobi[m * size + m] = last_diagonal;
+        let eig = sym_eig(&jacobi, size)?;
+        let fixed = (0..size)
+            .min_by(|&a, &b| (eig.values[a] - t).abs().total_cmp(&(eig.values[b] - t).abs()))
+            .unwrap_or(0);
+        let radau_lower: f64 = (0..size)
+            .filter(|&i| i != fixed && eig.values[i] < t)
+            .map(|i| eig.vector(i)[0].powi(2))
+            .sum();
+        let radau_upper = radau_lower + eig.vector(fixed)[0].powi(2);
+        lower = lower.max(radau_lower);
+        upper = upper.min(radau_upper);
+    }
+    Ok((lower, upper.max(lower)))
+}
+
+/// Bounds on μ_v(I) from the Ritz residuals (module docs, bound 2).
+fn residual_bracket(nodes: &[f64], weights: &[f64], residuals: &[f64], lo: f64, hi: f64) -> (f64, f64) {
+    let m = nodes.len();
+    // (distance to the boundary of I, inside I, weight, |s_1i| ‖r_i‖)
+    let mut entries: Vec<(f64, bool, f64, f64)> = (0..m)
+        .map(|i| {
+            let x = nodes[i];
+            let inside = x >= lo && x <= hi;
+            let distance = if inside { (x - lo).min(hi - x) } else if x < lo { lo - x } else { x - hi };
+            (distance, inside, weights[i], weights[i].sqrt() * residuals[i])
+        })
+        .collect();
+    entries.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut lower, mut upper) = (0.0f64, 1.0f64);
+    let (mut w_in, mut w_out, mut eps_in, mut eps_out) = (0.0, 0.0, 0.0, 0.0);
+    for &(distance, inside, weight, coupling) in &entries {
+        if !(distance > 0.0) {
+            break;
+        }
+        if inside {
+            w_in += weight;
+            eps_in += coupling / distance;
+        } else {
+            w_out += weight;
+            eps_out += coupling / distance;
+        }
+        let uncertain = (1.0 - w_in - w_out).max(0.0);
+        lower = lower.max(1.0 - (eps_in + (uncertain + w_out).sqrt()).powi(2));
+        upper = upper.min((eps_out + (w_in + uncertain).sqrt()).powi(2));
+    }
+    (lower.max(0.0), upper.min(1.0))
+}
+
+/// The guaranteed bracket `[lower, upper] ∋ μ_v([lo, hi])` of each probe.
+pub fn probe_brackets(out: &SlqOutput, lo: f64, hi: f64) -> Result<Vec<(f64, f64)>> {
+    let n_probes = out.nodes.len();
+    let mut brackets = Vec::with_capacity(n_probes);
+    for p in 0..n_probes {
+        let (nodes, weights) = (&out.nodes[p], &out.weights[p]);
+        let exact = *out.beta[p].last().unwrap_or(&0.0) == 0.0;
+        if exact {
+            let inside: f64 = nodes.iter().zip(weights).filter(|(&x, _)| x >= lo && x <= hi).map(|(_, &w)| w).sum();
+            brackets.push((inside, inside));
+            continue;
+        }
+        let (alpha, beta) = (&out.alpha[p], &out.beta[p]);
+        let (hi_lower, hi_upper) = moment_bracket(alpha, beta, nodes, weights, hi)?;
+        let (lo_lower, lo_upper) = moment_bracket(alpha, beta, nodes, weights, lo)?;
+        let (res_lower, res_upper) = residual_bracket(nodes, weights, &out.residuals[p], lo, hi);
+        let lower = (hi_lower - lo_upper).max(0.0).max(res_lower);
+        let upper = (hi_upper - lo_lower).min(1.0).min(res_upper);
+        // An empty intersection can only come from rounding: keep its middle.
+        let (lower, upper) = if lower <= upper { (lower, upper) } else { (0.5 * (lower + upper), 0.5 * (lower + upper)) };
+        brackets.push((lower, upper));
+    }
+    Ok(brackets)
+}
+
+/// The fraction of eigenvalues in `[lo, hi]` (either end may be infinite;
+/// whether an end is open or closed does not change the estimate or its bound).
+pub fn count_fraction(out: &SlqOutput, lo: f64, hi: f64) -> Result<FractionEstimate> {
+    if lo.is_nan() || hi.is_nan() || lo > hi {
+        return Err(Error::invalid(
+            "interval",
+            format!("the interval must satisfy lo <= hi without NaN, got [{lo}, {hi}]"),
+        ));
+    }
+    let n_probes = out.nodes.len();
+    if n_probes == 0 {
+        return Err(Error::invalid("slq output", "it holds no probes"));
+    }
+    let brackets = probe_brackets(out, lo, hi)?;
+    let count = n_probes as f64;
+    let mid: Vec<f64> = brackets.iter().map(|(l, u)| 0.5 * (l + u)).collect();
+    let value = mid.iter().sum::<f64>() / count;
+    let halfwidth = brackets.iter().map(|(l, u)| 0.5 * (u - l)).sum::<f64>() / count;
+    // A single probe cannot estimate its own spread: use the largest standard
+    // deviation a quantity in [0, 1] can have.
+    let sampling = if n_probes > 1 {
+        let var = mid.iter().map(|x| (x - value).powi(2)).sum::<f64>() / (count - 1.0);
+        (var / count).sqrt()
+    } else {
+        0.5
+    };
+    Ok(FractionEstimate {
+        value,
+        stderr: (sampling * sampling + halfwidth * halfwidth).sqrt(),
+        sampling_stderr: sampling,
+        quadrature_halfwidth: halfwidth,
+        lower: brackets.iter().map(|b| b.0).sum::<f64>() / count,
+        upper: brackets.iter().map(|b| b.1).sum::<f64>() / count,
+    })
+}
+
+/// The Gaussian-smoothed spectral density on `grid`: the probes' average of
+/// `Σ_i w_i N(x; θ_i, σ²)`, a density that integrates to 1 over the real line.
+pub fn density(out: &SlqOutput, grid: &[f64], sigma: f64) -> Result<Vec<f64>> {
+    if !(sigma > 0.0 && sigma.is_finite()) {
+        return Err(Error::invalid("sigma", format!("sigma must be positive and finite, got {sigma}")));
+    }
+    crate::core::error::check_finite("grid", grid)?;
+    let n_probes = out.nodes.len().max(1) as f64;
+    let norm = 1.0 / (sigma * (2.0 * std::f64::consts::PI).sqrt() * n_probes);
+    Ok(grid
+        .par_iter()
+        .map(|&x| {
+            let mut total = 0.0;
+            for (nodes, weights) in out.nodes.iter().zip(&out.weights) {
+                for (&theta, &w) in nodes.iter().zip(weights) {
+                    let u = (x - theta) / sigma;
+                    total += w * (-0.5 * u * u).exp();
+                }
+            }
+            total * norm
+        })
+        .collect())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::core::monitor::Silent;
+
+    /// `c_0 L_{d0} ⊗ I ⊗ I + c_1 I ⊗ L_{d1} ⊗ I + c_2 I ⊗ I ⊗ L_{d2} − shift·I`
+    /// with Dirichlet 1D Laplacians L_d = tridiag(−1, 2, −1), applied matrix-free.
+    pub(crate) struct Laplacian3 {
+        pub dims: [usize; 3],
+        pub coef: [f64; 3],
+        pub shift: f64,
+    }
+
+    impl Laplacian3 {
+        pub fn eigenvalues(&self) -> Vec<f64> {
+            let one_d = |d: usize, c: f64| -> Vec<f64> {
+                (1..=d)
+                    .map(|a| c * (2.0 - 2.0 * (std::f64::consts::PI * a as f64 / (d + 1) as f64).cos()))
+                    .collect()
+            };
+            let (e0, e1, e2) = (
+                one_d(self.dims[0], self.coef[0]),
+                one_d(self.dims[1], self.coef[1]),
+                one_d(self.dims[2], self.coef[2]),
+            );
+            let mut out = Vec::with_capacity(e0.len() * e1.len() * e2.len());
+            for a in &e0 {
+                for b in &e1 {
+                    for c in &e2 {
+                        out.push(a + b + c - self.shift);
+                    }
+                }
+            }
+            out
+        }
+
+        /// Coefficients of x in the eigenbasis (tensor products of sine vectors),
+        /// in the order of `eigenvalues`.
+        pub fn to_eigenbasis(&self, x: &[f64]) -> Vec<f64> {
+            let [d0, d1, d2] = self.dims;
+            let sine = |d: usize| -> Vec<f64> {
+                let s = (2.0 / (d + 1) as f64).sqrt();
+                let mut m = vec![0.0; d * d];
+                for a in 0..d {
+                    for i in 0..d {
+                        m[a * d + i] = s * (std::f64::consts::PI * ((a + 1) * (i + 1)) as f64 / (d + 1) as f64).sin();
+                    }
+                }
+                m
+            };
+            let (s0, s1, s2) = (sine(d0), sine(d1), sine(d2));
+            let mut t = vec![0.0; x.len()];
+            for i in 0..d0 {
+                for j in 0..d1 {
+                    for c in 0..d2 {
+                        t[(i * d1 + j) * d2 + c] = (0..d2).map(|k| s2[c * d2 + k] * x[(i * d1 + j) * d2 + k]).sum();
+                    }
+                }
+            }
+            let mut u = vec![0.0; x.len()];
+            for i in 0..d0 {
+                for b in 0..d1 {
+                    for c in 0..d2 {
+                        u[(i * d1 + b) * d2 + c] = (0..d1).map(|j| s1[b * d1 + j] * t[(i * d1 + j) * d2 + c]).sum();
+                    }
+                }
+            }
+            let mut v = vec![0.0; x.len()];
+            for a in 0..d0 {
+                for b in 0..d1 {
+                    for c in 0..d2 {
+                        v[(a * d1 + b) * d2 + c] = (0..d0).map(|i| s0[a * d0 + i] * u[(i * d1 + b) * d2 + c]).sum();
+                    }
+                }
+            }
+            v
+        }
+    }
+
+    impl SymOp for Laplacian3 {
+        fn dim(&self) -> usize {
+            self.dims.iter().product()
+        }
+        fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
+            let [d0, d1, d2] = self.dims;
+            let [c0, c1, c2] = self.coef;
+            let diagonal = 2.0 * (c0 + c1 + c2) - self.shift;
+            let plane = d1 * d2;
+            y.par_chunks_mut(plane).enumerate().for_each(|(i, out)| {
+                for j in 0..d1 {
+                    for k in 0..d2 {
+                        let idx = (i * d1 + j) * d2 + k;
+                        let mut v = diagonal * x[idx];
+                        if i > 0 {
+                            v -= c0 * x[idx - plane];
+                        }
+                        if i + 1 < d0 {
+                            v -= c0 * x[idx + plane];
+                        }
+                        if j > 0 {
+                            v -= c1 * x[idx - d2];
+                        }
+                        if j + 1 < d1 {
+                            v -= c1 * x[idx + d2];
+                        }
+                        if k > 0 {
+                            v -= c2 * x[idx - 1];
+                        }
+                        if k + 1 < d2 {
+                            v -= c2 * x[idx + 1];
+                        }
+                        out[j * d2 + k] = v;
+                    }
+                }
+            });
+            Ok(())
+        }
+    }
+
+    pub(crate) struct Diagonal(pub Vec<f64>);
+
+    impl SymOp for Diagonal {
+        fn dim(&self) -> usize {
+            self.0.len()
+        }
+        fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
+            for ((yi, xi), d) in y.iter_mut().zip(x).zip(&self.0) {
+                *yi = d * xi;
+            }
+            Ok(())
+        }
+    }
+
+    fn params(n_probes: usize, n_steps: usize, seed: u64) -> SlqParams {
+        SlqParams {
+            n_probes,
+            n_steps,
+            seed,
+            probe: ProbeKind::Rademacher,
+        }
+    }
+
+    /// The naive estimate: mean Gauss weight inside, with the probes' sample stderr.
+    fn naive(out: &SlqOutput, lo: f64, hi: f64) -> (f64, f64) {
+        let per: Vec<f64> = out
+            .nodes
+            .iter()
+            .zip(&out.weights)
+            .map(|(x, w)| x.iter().zip(w).filter(|(&t, _)| t >= lo && t <= hi).map(|(_, &w)| w).sum())
+            .collect();
+        let c = per.len() as f64;
+        let mean = per.iter().sum::<f64>() / c;
+        let var = per.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (c - 1.0);
+        (mean, (var / c).sqrt())
+    }
+
+    fn fraction(values: &[f64], lo: f64, hi: f64) -> f64 {
+        values.iter().filter(|&&x| x >= lo && x <= hi).count() as f64 / values.len() as f64
+    }
+
+    /// 60 % zeros (±1e-10 noise), 25 % positive, 15 % negative.
+    fn planted_spectrum(n: usize, seed: u64) -> Vec<f64> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut unit = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        (0..n)
+            .map(|i| {
+                let f = i as f64 / n as f64;
+                if f < 0.6 {
+                    (2.0 * unit() - 1.0) * 1e-10
+                } else if f < 0.85 {
+                    0.05 + 2.0 * unit().powi(2)
+                } else {
+                    -0.02 - unit()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn full_krylov_space_gives_exact_quadrature() {
+        let diag: Vec<f64> = (0..40).map(|i| (i as f64 - 13.5) * 0.37).collect();
+        let op = Diagonal(diag.clone());
+        let out = slq(&op, &params(3, 40, 7), &Silent).unwrap();
+        for p in 0..3 {
+            let z = probe_vector(7, p, 40, ProbeKind::Rademacher);
+            let zz: f64 = z.iter().map(|x| x * x).sum();
+            let w: &Vec<f64> = &out.weights[p];
+            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            for power in 1..6 {
+                let exact: f64 = z.iter().zip(&diag).map(|(zi, d)| zi * zi * d.powi(power)).sum::<f64>() / zz;
+                let quad: f64 = out.nodes[p].iter().zip(w).map(|(x, w)| w * x.powi(power)).sum();
+                assert!((exact - quad).abs() < 1e-10 * 10f64.powi(power), "{exact} {quad}");
+            }
+            let mut nodes = out.nodes[p].clone();
+            nodes.sort_by(f64::total_cmp);
+            for (a, b) in nodes.iter().zip(&diag) {
+                assert!((a - b).abs() < 1e-10);
+            }
+        }
+        // Exact brackets collapse.
+        let e = count_fraction(&out, 0.0, f64::INFINITY).unwrap();
+        assert!((e.value - fraction(&diag, 0.0, f64::INFINITY)).abs() < 1e-12 && e.stderr < 1e-12);
+    }
+
+    #[test]
+    fn breakdown_stops_early_and_is_exact() {
+        // Three distinct eigenvalues: the Krylov space has dimension 3.
+        let diag: Vec<f64> = (0..300).map(|i| [-1.0, 0.5, 2.0][i % 3]).collect();
+        let out = slq(&Diagonal(diag), &params(4, 20, 1), &Silent).unwrap();
+        for p in 0..4 {
+            assert_eq!(out.nodes[p].len(), 3);
+            assert_eq!(*out.beta[p].last().unwrap(), 0.0);
+        }
+        let e = count_fraction(&out, 0.0, f64::INFINITY).unwrap();
+        assert!((e.value - 2.0 / 3.0).abs() < 1e-12, "{e:?}");
+    }
+
+    #[test]
+    fn sequential_and_parallel_vector_work_agree_bitwise() {
+        let op = Laplacian3 {
+            dims: [21, 22, 23],
+            coef: [1.0, 0.8, 0.6],
+            shift: 3.0,
+        };
+        let z = probe_vector(3, 0, op.dim(), ProbeKind::Gaussian);
+        let a = lanczos_probe(&op, z.clone(), 30, false, &|| Ok(())).unwrap();
+        let b = lanczos_probe(&op, z, 30, true, &|| Ok(())).unwrap();
+        assert_eq!(a, b);
+        let again = slq(&op, &params(2, 10, 5), &Silent).unwrap();
+        let once_more = slq(&op, &params(2, 10, 5), &Silent).unwrap();
+        assert_eq!(again.alpha, once_more.alpha);
+    }
+
+    #[test]
+    fn invalid_arguments_name_themselves() {
+        let op = Diagonal(vec![1.0; 5]);
+        let e = slq(&op, &params(0, 3, 0), &Silent).unwrap_err();
+        assert!(e.to_string().contains("n_probes"), "{e}");
+        let e = slq(&op, &params(1, 6, 0), &Silent).unwrap_err();
+        assert!(e.to_string().contains("n_steps") && e.to_string().contains("got 6"), "{e}");
+        let e = slq(&op, &params(1, 0, 0), &Silent).unwrap_err();
+        assert!(e.to_string().contains("n_steps"), "{e}");
+        let out = slq(&op, &params(2, 3, 0), &Silent).unwrap();
+        assert!(count_fraction(&out, 1.0, 0.0).is_err());
+        assert!(count_fraction(&out, f64::NAN, 0.0).is_err());
+        assert!(density(&out, &[0.0], 0.0).is_err());
+    }
+
+    #[test]
+    fn every_probe_bracket_contains_the_exact_probe_value() {
+        let op = Laplacian3 {
+            dims: [12, 14, 16],
+            coef: [1.0, 0.7, 0.45],
+            shift: 3.1,
+        };
+        let eigenvalues = op.eigenvalues();
+        for (kind, steps) in [(ProbeKind::Rademacher, 40), (ProbeKind::Gaussian, 15), (ProbeKind::Rademacher, 90)] {
+            let p = SlqParams {
+                n_probes: 6,
+                n_steps: steps,
+                seed: 11,
+                probe: kind,
+            };
+            let out = slq(&op, &p, &Silent).unwrap();
+            for (lo, hi) in [(1e-9, f64::INFINITY), (-0.5, 0.7), (f64::NEG_INFINITY, -2.0), (0.0, 0.0)] {
+                let brackets = probe_brackets(&out, lo, hi).unwrap();
+                for (probe, &(lower, upper)) in brackets.iter().enumerate() {
+                    let z = probe_vector(11, probe, op.dim(), kind);
+                    let c = op.to_eigenbasis(&z);
+                    let total: f64 = c.iter().map(|x| x * x).sum();
+                    let exact: f64 = c
+                        .iter()
+                        .zip(&eigenvalues)
+                        .filter(|(_, &l)| l >= lo && l <= hi)
+                        .map(|(x, _)| x * x)
+                        .sum::<f64>()
+                        / total;
+                    assert!(
+                        exact >= lower - 1e-9 && exact <= upper + 1e-9,
+                        "steps {steps} [{lo}, {hi}] probe {probe}: {exact} not in [{lower}, {upper}]"
+                    );
+                }
+            }
+        }
+        // And on a planted spectrum with a large cluster at zero.
+        let diag = planted_spectrum(3000, 4);
+        let out = slq(&Diagonal(diag.clone()), &params(8, 60, 2), &Silent).unwrap();
+        for (lo, hi) in [(1e-6, f64::INFINITY), (-1e-6, 1e-6), (f64::NEG_INFINITY, -1e-6), (1e-12, f64::INFINITY)] {
+            for (probe, &(lower, upper)) in probe_brackets(&out, lo, hi).unwrap().iter().enumerate() {
+                let z = probe_vector(2, probe, diag.len(), ProbeKind::Rademacher);
+                let total: f64 = z.iter().map(|x| x * x).sum();
+                let exact = z.iter().zip(&diag).filter(|(_, &l)| l >= lo && l <= hi).map(|(x, _)| x * x).sum::<f64>() / total;
+                assert!(exact >= lower - 1e-9 && exact <= upper + 1e-9, "{exact} not in [{lower}, {upper}]");
+            }
+        }
+    }
+
+    struct Coverage {
+        covered: usize,
+        naive_covered: usize,
+        runs: usize,
+        mean_stderr: f64,
+        mean_abs_error: f64,
+        mean_naive_stderr: f64,
+        mean_naive_abs_error: f64,
+        max_stderr: f64,
+    }
+
+    fn coverage(op: &dyn SymOp, truth: f64, lo: f64, hi: f64, seeds: u64, probes: usize, steps: usize) -> Coverage {
+        let mut c = Coverage {
+            covered: 0,
+            naive_covered: 0,
+            runs: seeds as usize,
+            mean_stderr: 0.0,
+            mean_abs_error: 0.0,
+            mean_naive_stderr: 0.0,
+            mean_naive_abs_error: 0.0,
+            max_stderr: 0.0,
+        };
+        for seed in 0..seeds {
+            let out = slq(op, &params(probes, steps, 1000 + seed), &Silent).unwrap();
+            let e = count_fraction(&out, lo, hi).unwrap();
+            let (nv, ns) = naive(&out, lo, hi);
+            c.covered += usize::from((e.value - truth).abs() <= 2.0 * e.stderr);
+            c.naive_covered += usize::from((nv - truth).abs() <= 2.0 * ns);
+            c.mean_stderr += e.stderr / seeds as f64;
+            c.max_stderr = c.max_stderr.max(e.stderr);
+            c.mean_abs_error += (e.value - truth).abs() / seeds as f64;
+            c.mean_naive_stderr += ns / seeds as f64;
+            c.mean_naive_abs_error += (nv - truth).abs() / seeds as f64;
+        }
+        c
+    }
+
+    fn report(name: &str, c: &Coverage) {
+        println!(
+            "{name}: covered {}/{} (naive {}/{}), mean stderr {:.5} (max {:.5}), mean |err| {:.5}; naive stderr {:.5}, naive |err| {:.5}",
+            c.covered, c.runs, c.naive_covered, c.runs, c.mean_stderr, c.max_stderr, c.mean_abs_error, c.mean_naive_stderr, c.mean_naive_abs_error
+        );
+    }
+
+    #[test]
+    fn stderr_covers_truth_on_anisotropic_laplacian() {
+        let op = Laplacian3 {
+            dims: [20, 20, 20],
+            coef: [1.0, 0.7, 0.45],
+            shift: 3.1,
+        };
+        let eigenvalues = op.eigenvalues();
+        let tol = 1e-8;
+        let truth = fraction(&eigenvalues, tol, f64::INFINITY);
+        let c = coverage(&op, truth, tol, f64::INFINITY, 50, 30, 80);
+        report("laplacian 20^3 positive fraction, 30x80", &c);
+        assert!(c.covered * 10 >= c.runs * 9);
+        assert!(c.max_stderr < 0.05);
+        let truth = fraction(&eigenvalues, -0.3, 0.3);
+        let c = coverage(&op, truth, -0.3, 0.3, 50, 30, 80);
+        report("laplacian 20^3 fraction in [-0.3, 0.3], 30x80", &c);
+        assert!(c.covered * 10 >= c.runs * 9);
+        assert!(c.max_stderr < 0.05);
+    }
+
+    #[test]
+    fn stderr_covers_truth_on_planted_zero_cluster() {
+        let diag = planted_spectrum(20_000, 9);
+        let op = Diagonal(diag.clone());
+        let tol = 1e-6;
+        for (name, lo, hi) in [
+            ("positive", tol, f64::INFINITY),
+            ("near zero", -tol, tol),
+            ("negative", f64::NEG_INFINITY, -tol),
+        ] {
+            let truth = fraction(&diag, lo, hi);
+            let c = coverage(&op, truth, lo, hi, 50, 30, 80);
+            report(&format!("planted 60/25/15 {name} (truth {truth:.4}), 30x80"), &c);
+            assert!(c.covered * 10 >= c.runs * 9);
+            assert!(c.max_stderr < 0.05);
+        }
+    }
+
+    #[test]
+    #[ignore = "slow (≈ tens of seconds): the known failure of the naive error bar"]
+    fn known_failure_30_cubed() {
+        let op = Laplacian3 {
+            dims: [30, 30, 30],
+            coef: [1.0, 1.0, 1.0],
+            shift: 5.0,
+        };
+        let truth = fraction(&op.eigenvalues(), 1e-8, f64::INFINITY);
+        let start = std::time::Instant::now();
+        let out = slq(&op, &params(30, 100, 0), &Silent).unwrap();
+        let elapsed = start.elapsed();
+        let e = count_fraction(&out, 1e-8, f64::INFINITY).unwrap();
+        let (nv, ns) = naive(&out, 1e-8, f64::INFINITY);
+        println!(
+            "30^3 shift 5, 30x100 in {elapsed:?}: truth {truth:.5}; naive {nv:.5} ± {ns:.5} (err {:.5}); bracketed {:.5} ± {:.5} (sampling {:.5}, quadrature {:.5}, err {:.5})",
+            (nv - truth).abs(),
+            e.value,
+            e.stderr,
+            e.sampling_stderr,
+            e.quadrature_halfwidth,
+            (e.value - truth).abs()
+        );
+        assert!((e.value - truth).abs() <= 2.0 * e.stderr);
+    }
+
+    #[test]
+    fn density_integrates_to_one() {
+        let op = Laplacian3 {
+            dims: [8, 9, 10],
+            coef: [1.0, 0.5, 0.25],
+            shift: 1.0,
+        };
+        let out = slq(&op, &params(5, 30, 3), &Silent).unwrap();
+        let grid: Vec<f64> = (0..4001).map(|i| -4.0 + 12.0 * i as f64 / 4000.0).collect();
+        let d = density(&out, &grid, 0.1).unwrap();
+        let h = 12.0 / 4000.0;
+        let integral: f64 = d.iter().sum::<f64>() * h;
+        assert!((integral - 1.0).abs() < 1e-6, "{integral}");
+    }
+}

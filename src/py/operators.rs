@@ -1,0 +1,248 @@
+//! `RustOperator`: the compiled half of every hessx operator. It keeps the
+//! NumPy buffers it was built from alive and borrows them (no copy) for each
+//! product; the Python class `hessx.operators.*Operator` wraps it.
+
+use std::sync::Mutex;
+
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::core::error::{Error, Result};
+use crate::core::op::SymOp;
+
+use super::csr::CsrArrays;
+use super::dense::DenseArrays;
+use super::monitor::Driver;
+
+/// A Python function `x -> A x` (and optionally `X -> A X`), already wrapped on
+/// the Python side to return C-contiguous float64 of the right shape.
+pub struct CallableOp {
+    n: usize,
+    matvec: Py<PyAny>,
+    matmat: Option<Py<PyAny>>,
+    /// The exception the user function raised, re-raised unchanged by the caller.
+    raised: Mutex<Option<PyErr>>,
+}
+
+impl CallableOp {
+    fn fail(&self, err: PyErr) -> Error {
+        let msg = err.to_string();
+        *self.raised.lock().unwrap_or_else(|e| e.into_inner()) = Some(err);
+        Error::Operator(msg)
+    }
+
+    fn call_into(&self, function: &Py<PyAny>, x: &[f64], y: &mut [f64], shape: &[usize]) -> Result<()> {
+        Python::attach(|py| {
+            let input = PyArray1::from_slice(py, x);
+            let input = input
+                .reshape(shape.to_vec())
+                .map_err(|e| self.fail(e))?
+                .into_any();
+            let output = function.call1(py, (input,)).map_err(|e| self.fail(e))?;
+            let output = output.bind(py);
+            let array = output
+                .cast::<numpy::PyUntypedArray>()
+                .map_err(|e| self.fail(e.into()))?;
+            if array.len() != y.len() {
+                return Err(self.fail(PyValueError::new_err(format!(
+                    "operator returned {} values, expected {}",
+                    array.len(),
+                    y.len()
+                ))));
+            }
+            let values: PyReadonlyArray1<f64> = match output.extract::<PyReadonlyArray1<f64>>() {
+                Ok(v) => v,
+                Err(_) => {
+                    let flat = output
+                        .call_method1("reshape", (y.len(),))
+                        .and_then(|f| f.extract::<PyReadonlyArray1<f64>>().map_err(Into::into))
+                        .map_err(|e| self.fail(e))?;
+                    flat
+                }
+            };
+            let slice = values.as_slice().map_err(|e| self.fail(PyValueError::new_err(e.to_string())))?;
+            y.copy_from_slice(slice);
+            Ok(())
+        })
+    }
+
+    pub fn take_raised(&self) -> Option<PyErr> {
+        self.raised.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl SymOp for CallableOp {
+    fn dim(&self) -> usize {
+        self.n
+    }
+
+    fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
+        self.call_into(&self.matvec, x, y, &[self.n])
+    }
+
+    fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
+        match &self.matmat {
+            Some(matmat) => self.call_into(matmat, x, y, &[self.n, ncols]),
+            None => {
+                let n = self.n;
+                let mut column = vec![0.0; n];
+                let mut product = vec![0.0; n];
+                for c in 0..ncols {
+                    for i in 0..n {
+                        column[i] = x[i * ncols + c];
+                    }
+                    self.apply(&column, &mut product)?;
+                    for i in 0..n {
+                        y[i * ncols + c] = product[i];
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+pub enum OpKind {
+    Csr(CsrArrays),
+    Dense(DenseArrays),
+    Callable(CallableOp),
+}
+
+/// The compiled operator behind `hessx` operators.
+#[pyclass(frozen, module = "hessx._hessx")]
+pub struct RustOperator {
+    kind: OpKind,
+    n: usize,
+}
+
+impl RustOperator {
+    pub fn new(kind: OpKind, n: usize) -> Self {
+        RustOperator { kind, n }
+    }
+
+    /// Borrow the buffers and hand `f` a core operator view.
+    pub fn with_op<R>(&self, py: Python<'_>, f: impl FnOnce(&dyn SymOp) -> R) -> PyResult<R> {
+        match &self.kind {
+            OpKind::Csr(csr) => csr.with_op(py, f),
+            OpKind::Dense(dense) => dense.with_op(py, f),
+            OpKind::Callable(callable) => Ok(f(callable)),
+        }
+    }
+
+    /// Where a solve on this operator must run (see `monitor`).
+    pub fn driver(&self) -> Driver {
+        match self.kind {
+            OpKind::Callable(_) => Driver::CallingThread,
+            _ => Driver::Pool,
+        }
+    }
+
+    /// Prefer the user callback's own exception over the generic one.
+    pub fn reraise(&self, err: PyErr) -> PyErr {
+        match &self.kind {
+            OpKind::Callable(callable) => callable.take_raised().unwrap_or(err),
+            _ => err,
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.n
+    }
+}
+
+#[pymethods]
+impl RustOperator {
+    /// A dense symmetric matrix (C-contiguous float32 or float64, validated by the caller).
+    #[staticmethod]
+    #[pyo3(signature = (matrix, check_symmetric))]
+    fn dense(py: Python<'_>, matrix: &Bound<'_, PyAny>, check_symmetric: bool) -> PyResult<Self> {
+        let arrays = DenseArrays::new(py, matrix, check_symmetric)?;
+        let n = arrays.n();
+        Ok(RustOperator::new(OpKind::Dense(arrays), n))
+    }
+
+    /// A CSR matrix from its three arrays (borrowed, not copied).
+    #[staticmethod]
+    #[pyo3(signature = (n, indptr, indices, data, check_symmetric))]
+    fn csr(
+        py: Python<'_>,
+        n: usize,
+        indptr: &Bound<'_, PyAny>,
+        indices: &Bound<'_, PyAny>,
+        data: &Bound<'_, PyAny>,
+        check_symmetric: bool,
+    ) -> PyResult<Self> {
+        let arrays = CsrArrays::new(py, n, indptr, indices, data, check_symmetric)?;
+        Ok(RustOperator::new(OpKind::Csr(arrays), n))
+    }
+
+    /// A Python function computing `A @ x` (and optionally `A @ X`).
+    #[staticmethod]
+    #[pyo3(signature = (n, matvec, matmat=None))]
+    fn callable(n: usize, matvec: Py<PyAny>, matmat: Option<Py<PyAny>>) -> Self {
+        RustOperator::new(
+            OpKind::Callable(CallableOp {
+                n,
+                matvec,
+                matmat,
+                raised: Mutex::new(None),
+            }),
+            n,
+        )
+    }
+
+    #[getter]
+    fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `A @ x` for a float64 vector.
+    fn matvec<'py>(&self, py: Python<'py>, x: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let xs = x.as_slice().map_err(|e| PyValueError::new_err(format!("x: {e}")))?;
+        if xs.len() != self.n {
+            return Err(PyValueError::new_err(format!(
+                "x has length {}, expected {}",
+                xs.len(),
+                self.n
+            )));
+        }
+        let out = PyArray1::<f64>::zeros(py, self.n, false);
+        {
+            let mut out_rw = out.readwrite();
+            let ys = out_rw.as_slice_mut().map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let driver = self.driver();
+            let result = self.with_op(py, |op| match driver {
+                Driver::CallingThread => op.apply(xs, ys),
+                Driver::Pool => py.detach(|| super::pool::install(|| op.apply(xs, ys))),
+            })?;
+            result.map_err(|e| self.reraise(super::errors::to_py(e)))?;
+        }
+        Ok(out)
+    }
+
+    /// `A @ X` for a C-contiguous float64 `(n, k)` block.
+    fn matmat<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f64>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let shape = x.shape();
+        if shape[0] != self.n {
+            return Err(PyValueError::new_err(format!(
+                "X has {} rows, expected {}",
+                shape[0], self.n
+            )));
+        }
+        let ncols = shape[1];
+        let xs = x.as_slice().map_err(|e| PyValueError::new_err(format!("X: {e}")))?;
+        let out = PyArray2::<f64>::zeros(py, [self.n, ncols], false);
+        {
+            let mut out_rw = out.readwrite();
+            let ys = out_rw.as_slice_mut().map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let driver = self.driver();
+            let result = self.with_op(py, |op| match driver {
+                Driver::CallingThread => op.apply_block(xs, ys, ncols),
+                Driver::Pool => py.detach(|| super::pool::install(|| op.apply_block(xs, ys, ncols))),
+            })?;
+            result.map_err(|e| self.reraise(super::errors::to_py(e)))?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,205 @@
+"""Operators: products against NumPy/SciPy, zero-copy borrowing, validation messages."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import random_symmetric_dense
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
+
+import hessx
+from hessx.problems import laplacian_3d, random_symmetric
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_csr_products_match_scipy(dtype, index_dtype, rng):
+    A = random_symmetric(3000, 12, rng=rng).astype(dtype)
+    A.indices = A.indices.astype(index_dtype)
+    A.indptr = A.indptr.astype(index_dtype)
+    op = hessx.CsrOperator(A)
+    assert op.shape == A.shape and op.dtype == dtype
+    x = rng.standard_normal(3000)
+    X = rng.standard_normal((3000, 5))
+    ref = A.astype(np.float64) @ x
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(op @ x, ref, rtol=tol, atol=tol * np.abs(ref).max())
+    np.testing.assert_allclose(op.matmat(X), A.astype(np.float64) @ X, rtol=tol, atol=tol * 10)
+    # LinearOperator protocol: matvec on (n, 1), adjoint is itself
+    np.testing.assert_allclose(op.matvec(x[:, None]).ravel(), ref, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(op.H @ x, ref, rtol=tol, atol=tol * 10)
+
+
+def test_csr_borrows_scipy_buffers_without_copy():
+    A = laplacian_3d(8)
+    op = hessx.CsrOperator(A)
+    assert op.matrix is A
+    assert np.shares_memory(op.matrix.data, A.data)
+    assert np.shares_memory(op.matrix.indices, A.indices)
+
+
+def test_csr_unsorted_indices_and_duplicates(rng):
+    # hand-built CSR with unsorted column indices and duplicate (0,1)/(1,0) entries
+    indptr = np.array([0, 3, 6, 6])
+    indices = np.array([1, 0, 1, 0, 2, 0])
+    data = np.array([1.0, 4.0, 2.0, 1.0, 3.0, 2.0])
+    B = sp.csr_array((data, indices, indptr), shape=(3, 3))
+    B_dense = B.toarray()
+    # B is not symmetric (row 2 is empty): the check catches it
+    assert not np.allclose(B_dense, B_dense.T)
+    with pytest.raises(ValueError, match="not symmetric"):
+        hessx.CsrOperator(B)
+    op = hessx.CsrOperator(B, check_symmetric=False)
+    x = rng.standard_normal(3)
+    np.testing.assert_allclose(op @ x, B_dense @ x, rtol=1e-14)
+    S = B + B.T  # symmetric with unsorted input
+    np.testing.assert_allclose(hessx.CsrOperator(S) @ x, S.toarray() @ x, rtol=1e-14)
+
+
+def test_csr_other_formats_and_integer_values():
+    A = laplacian_3d(4)
+    for fmt in ("coo", "csc", "lil", "dok"):
+        B = A.asformat(fmt)
+        op = hessx.CsrOperator(B)
+        x = np.arange(64.0)
+        np.testing.assert_allclose(op @ x, A @ x)
+    I = sp.identity(5, dtype=np.int64, format="csr")  # noqa: E741
+    assert hessx.CsrOperator(I).dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_products(dtype, rng):
+    M = random_symmetric_dense(300, rng, dtype)
+    op = hessx.DenseOperator(M)
+    x = rng.standard_normal(300)
+    X = rng.standard_normal((300, 4))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(op @ x, M.astype(np.float64) @ x, rtol=tol, atol=tol)
+    np.testing.assert_allclose(op @ X, M.astype(np.float64) @ X, rtol=tol, atol=tol)
+
+
+def test_callable_operator_and_as_operator(rng):
+    M = random_symmetric_dense(50, rng)
+    calls = []
+
+    def mv(x):
+        calls.append(x.dtype)
+        return M @ x
+
+    op = hessx.CallableOperator(50, mv)
+    x = rng.standard_normal(50)
+    np.testing.assert_allclose(op @ x, M @ x, rtol=1e-13)
+    assert calls == [np.float64]
+    assert isinstance(hessx.as_operator(M), hessx.DenseOperator)
+    assert isinstance(hessx.as_operator(sp.csr_array(M)), hessx.CsrOperator)
+    lin = hessx.as_operator(aslinearoperator(M))
+    assert isinstance(lin, hessx.CallableOperator)
+    np.testing.assert_allclose(lin @ x, M @ x, rtol=1e-13)
+    f = hessx.as_operator(lambda v: M @ v, n=50)
+    np.testing.assert_allclose(f @ x, M @ x, rtol=1e-13)
+    assert hessx.as_operator(op) is op
+    assert isinstance(op, LinearOperator)
+
+
+def test_callable_exception_reaches_caller_unchanged():
+    class Boom(RuntimeError):
+        pass
+
+    def mv(x):
+        raise Boom("from inside the user's HVP")
+
+    op = hessx.CallableOperator(10, mv)
+    with pytest.raises(Boom, match="user's HVP"):
+        op @ np.ones(10)
+    with pytest.raises(Boom, match="user's HVP"):
+        hessx.eigsh(op, k=2)
+
+
+def test_callable_bad_results_are_value_errors():
+    op = hessx.CallableOperator(10, lambda x: np.ones(9))
+    with pytest.raises(ValueError, match=r"matvec\(x\) returned an array of shape \(9,\)"):
+        op @ np.ones(10)
+    op = hessx.CallableOperator(10, lambda x: np.full(10, np.nan))
+    with pytest.raises(ValueError, match=r"matvec\(x\) returned NaN"):
+        hessx.eigsh(op, k=2)
+
+
+def test_operator_errors():
+    with pytest.raises(ValueError, match="A must be square"):
+        hessx.CsrOperator(sp.csr_array(np.zeros((2, 3))))
+    with pytest.raises(TypeError, match="A must be a SciPy sparse"):
+        hessx.CsrOperator(np.eye(3))
+    with pytest.raises(ValueError, match="not symmetric"):
+        hessx.CsrOperator(sp.csr_array(np.array([[1.0, 2.0], [0.0, 1.0]])))
+    bad = sp.csr_array(np.eye(3))
+    bad.data[1] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        hessx.CsrOperator(bad)
+    with pytest.raises(TypeError, match="complex"):
+        hessx.CsrOperator(sp.csr_array(np.eye(3) * 1j))
+    with pytest.raises(ValueError, match="M must be a square"):
+        hessx.DenseOperator(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="not symmetric"):
+        hessx.DenseOperator(np.array([[1.0, 2.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        hessx.DenseOperator(np.array([[1.0, np.inf], [np.inf, 1.0]]))
+    with pytest.raises(TypeError, match="matvec must be callable"):
+        hessx.CallableOperator(3, "not a function")
+    with pytest.raises(ValueError, match="n must be positive"):
+        hessx.CallableOperator(0, lambda x: x)
+    with pytest.raises(TypeError, match="n is required"):
+        hessx.as_operator(lambda x: x)
+    with pytest.raises(TypeError, match="A must be an ndarray"):
+        hessx.as_operator("matrix")
+    op = hessx.CsrOperator(laplacian_3d(3))
+    with pytest.raises(ValueError, match="dimension mismatch|length"):
+        op @ np.ones(5)
+
+
+def test_malformed_csr_structure_is_rejected():
+    A = sp.csr_array(np.eye(4))
+    A.indices = A.indices.copy()
+    A.indices[2] = 7  # out of range
+    with pytest.raises(ValueError, match="A.indices"):
+        hessx.CsrOperator(A)
+    B = sp.csr_array(np.eye(4))
+    B.indptr = np.array([0, 2, 1, 3, 4], dtype=B.indptr.dtype)
+    with pytest.raises(ValueError, match="A.indptr"):
+        hessx.CsrOperator(B, check_symmetric=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    density=st.floats(0.0, 0.5),
+    seed=st.integers(0, 2**32 - 1),
+    use_f32=st.booleans(),
+    ncols=st.integers(1, 9),
+)
+def test_csr_property_matches_dense(n, density, seed, use_f32, ncols):
+    gen = np.random.default_rng(seed)
+    M = sp.random_array((n, n), density=density, rng=gen)
+    M = sp.csr_array(M + M.T)
+    if use_f32:
+        M = M.astype(np.float32)
+    op = hessx.CsrOperator(M)
+    dense = M.toarray().astype(np.float64)
+    X = gen.standard_normal((n, ncols))
+    tol = 1e-5 if use_f32 else 1e-12
+    np.testing.assert_allclose(op @ X, dense @ X, rtol=tol, atol=tol)
+    np.testing.assert_allclose(op @ X[:, 0], dense @ X[:, 0], rtol=tol, atol=tol)
+
+
+def test_threads_setting():
+    before = hessx.get_num_threads()
+    try:
+        hessx.set_num_threads(1)
+        assert hessx.get_num_threads() == 1
+        A = laplacian_3d(10)
+        x = np.ones(1000)
+        np.testing.assert_allclose(hessx.CsrOperator(A) @ x, A @ x)
+    finally:
+        hessx.set_num_threads(before)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        hessx.set_num_threads(0)
