@@ -10,6 +10,7 @@ from . import _hessx
 from .analysis import CriticalPoint, Fractions, MinimumRatio, classify, minimum_ratio
 from .eigen import LanczosResult, NoConvergence, eigsh, lanczos
 from .escape import EscapeStep, escape_step
+from . import models
 from .operators import CallableOperator, CsrOperator, DenseOperator, HessxOperator, as_operator
 
 __version__: str = _hessx.__version__
@@ -32,6 +33,7 @@ __all__ = [
     "get_num_threads",
     "lanczos",
     "minimum_ratio",
+    "models",
     "set_num_threads",
 ]
 

@@ -41,7 +41,9 @@ mod sealed {
 }
 
 /// A stored matrix value: f32 or f64. Products convert to f64 on load.
-pub trait Value: Copy + Send + Sync + PartialEq + std::fmt::Debug + Into<f64> + sealed::Sealed + 'static {
+pub trait Value:
+    Copy + Send + Sync + PartialEq + std::fmt::Debug + Into<f64> + sealed::Sealed + 'static
+{
     /// Default relative tolerance for [`CsrRef::check_symmetric`] and the dense
     /// check: two entries pass when `|a - b| <= rtol * max(|a|, |b|)`.
     ///
@@ -81,7 +83,9 @@ impl Value for f64 {
 }
 
 /// A stored index: i32 or i64 (SciPy's index dtypes).
-pub trait Index: Copy + Send + Sync + Ord + std::fmt::Debug + std::fmt::Display + sealed::Sealed + 'static {
+pub trait Index:
+    Copy + Send + Sync + Ord + std::fmt::Debug + std::fmt::Display + sealed::Sealed + 'static
+{
     /// Conversion for validated indices (known to be in `0..=nnz`).
     fn to_usize(self) -> usize;
     /// `None` for negative values (or values beyond `usize`).
@@ -132,7 +136,13 @@ pub struct CsrRef<'a, T: Value, I: Index> {
 
 impl<'a, T: Value, I: Index> CsrRef<'a, T, I> {
     /// Validates a SciPy-layout CSR matrix once; every later product trusts it.
-    pub fn new(nrows: usize, ncols: usize, indptr: &'a [I], indices: &'a [I], data: &'a [T]) -> Result<Self> {
+    pub fn new(
+        nrows: usize,
+        ncols: usize,
+        indptr: &'a [I],
+        indices: &'a [I],
+        data: &'a [T],
+    ) -> Result<Self> {
         if nrows != ncols || nrows == 0 {
             return Err(Error::shape(
                 "A",
@@ -157,7 +167,7 @@ impl<'a, T: Value, I: Index> CsrRef<'a, T, I> {
         }
         validate_indptr(indptr, indices.len())?;
         validate_indices(indptr, indices, n)?;
-        if let Some(index) = data.par_iter().position_first(|v| !v.to_f64().is_finite()) {
+        if let Some(index) = par_position_first(data, |v| !v.to_f64().is_finite()) {
             return Err(Error::NonFinite {
                 what: "A.data".to_string(),
                 index,
@@ -167,7 +177,8 @@ impl<'a, T: Value, I: Index> CsrRef<'a, T, I> {
             let row = &indices[w[0].to_usize()..w[1].to_usize()];
             row.windows(2).all(|p| p[0] <= p[1])
         });
-        let chunk_bounds = balanced_chunks(indptr, rayon::current_num_threads() * CHUNKS_PER_THREAD);
+        let chunk_bounds =
+            balanced_chunks(indptr, rayon::current_num_threads() * CHUNKS_PER_THREAD);
         Ok(CsrRef {
             n,
             indptr,
@@ -239,14 +250,20 @@ impl<'a, T: Value, I: Index> CsrRef<'a, T, I> {
     /// a missing mirror counting as 0. `rtol = 0` demands exact equality;
     /// [`Value::SYMMETRY_RTOL`] is the recommended default.
     pub fn check_symmetric(&self, rtol: f64) -> Result<()> {
-        if !(rtol >= 0.0) {
+        if rtol.is_nan() || rtol < 0.0 {
             return Err(Error::invalid(
                 "rtol",
                 format!("must be a non-negative number, got {rtol}"),
             ));
         }
         let violation = if self.sorted {
-            first_asymmetry(self.indptr, self.indices, self.data, &self.chunk_bounds, rtol)
+            first_asymmetry(
+                self.indptr,
+                self.indices,
+                self.data,
+                &self.chunk_bounds,
+                rtol,
+            )
         } else {
             let (indices, data) = self.sorted_copy();
             first_asymmetry(self.indptr, &indices, &data, &self.chunk_bounds, rtol)
@@ -269,24 +286,27 @@ impl<'a, T: Value, I: Index> CsrRef<'a, T, I> {
         let mut indices = self.indices.to_vec();
         let mut data = self.data.to_vec();
         let chunks = split_by_rows(self.indptr, &self.chunk_bounds, &mut indices, &mut data);
-        chunks.into_par_iter().for_each_init(Vec::new, |pairs, (rows, idx, vals)| {
-            let base = self.indptr[rows.start].to_usize();
-            for i in rows {
-                let range = self.indptr[i].to_usize() - base..self.indptr[i + 1].to_usize() - base;
-                let cols = &mut idx[range.clone()];
-                if cols.windows(2).all(|p| p[0] <= p[1]) {
-                    continue;
+        chunks
+            .into_par_iter()
+            .for_each_init(Vec::new, |pairs, (rows, idx, vals)| {
+                let base = self.indptr[rows.start].to_usize();
+                for i in rows {
+                    let range =
+                        self.indptr[i].to_usize() - base..self.indptr[i + 1].to_usize() - base;
+                    let cols = &mut idx[range.clone()];
+                    if cols.windows(2).all(|p| p[0] <= p[1]) {
+                        continue;
+                    }
+                    let vs = &mut vals[range];
+                    pairs.clear();
+                    pairs.extend(cols.iter().copied().zip(vs.iter().copied()));
+                    pairs.sort_by_key(|p: &(I, T)| p.0);
+                    for ((c, v), (pc, pv)) in cols.iter_mut().zip(vs.iter_mut()).zip(pairs.iter()) {
+                        *c = *pc;
+                        *v = *pv;
+                    }
                 }
-                let vs = &mut vals[range];
-                pairs.clear();
-                pairs.extend(cols.iter().copied().zip(vs.iter().copied()));
-                pairs.sort_by_key(|p: &(I, T)| p.0);
-                for ((c, v), (pc, pv)) in cols.iter_mut().zip(vs.iter_mut()).zip(pairs.iter()) {
-                    *c = *pc;
-                    *v = *pv;
-                }
-            }
-        });
+            });
         (indices, data)
     }
 
@@ -390,7 +410,12 @@ impl<'a, T: Value, I: Index> CsrRef<'a, T, I> {
     where
         F: Fn(Range<usize>, &mut [f64]) + Sync,
     {
-        fn recurse<F: Fn(Range<usize>, &mut [f64]) + Sync>(bounds: &[usize], y: &mut [f64], width: usize, kernel: &F) {
+        fn recurse<F: Fn(Range<usize>, &mut [f64]) + Sync>(
+            bounds: &[usize],
+            y: &mut [f64],
+            width: usize,
+            kernel: &F,
+        ) {
             if bounds.len() == 2 {
                 kernel(bounds[0]..bounds[1], y);
                 return;
@@ -419,33 +444,72 @@ impl<T: Value, I: Index> SymOp for CsrRef<'_, T, I> {
     }
 
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
-        let len = self
-            .n
-            .checked_mul(ncols)
-            .ok_or_else(|| Error::invalid("ncols", format!("n * ncols overflows (ncols = {ncols})")))?;
+        let len = self.n.checked_mul(ncols).ok_or_else(|| {
+            Error::invalid("ncols", format!("n * ncols overflows (ncols = {ncols})"))
+        })?;
         check_len("X", x.len(), len)?;
         check_len("Y", y.len(), len)?;
         if ncols == 0 {
             return Ok(());
         }
-        self.for_each_chunk(y, ncols, &|rows, y_rows| self.spmm_rows(rows, x, y_rows, ncols));
+        self.for_each_chunk(y, ncols, &|rows, y_rows| {
+            self.spmm_rows(rows, x, y_rows, ncols)
+        });
         Ok(())
     }
 }
 
 pub(crate) fn check_len(what: &str, got: usize, expected: usize) -> Result<()> {
     if got != expected {
-        return Err(Error::shape(what, format!("length {expected}"), format!("length {got}")));
+        return Err(Error::shape(
+            what,
+            format!("length {expected}"),
+            format!("length {got}"),
+        ));
     }
     Ok(())
+}
+
+/// Elements per sequential scan in [`par_position_first`].
+const SCAN_BLOCK: usize = 1 << 16;
+
+/// `slice.iter().position(predicate)`, in parallel over blocks. (Rayon's own
+/// `position_first` pays per-element synchronisation: ~30 ns per entry here.)
+pub(crate) fn par_position_first<V: Sync, P: Fn(&V) -> bool + Sync>(
+    slice: &[V],
+    predicate: P,
+) -> Option<usize> {
+    slice
+        .par_chunks(SCAN_BLOCK)
+        .enumerate()
+        .find_map_first(|(block, values)| {
+            values
+                .iter()
+                .position(&predicate)
+                .map(|k| block * SCAN_BLOCK + k)
+        })
 }
 
 fn validate_indptr<I: Index>(indptr: &[I], nnz: usize) -> Result<()> {
     let first = indptr[0];
     if first.try_to_usize() != Some(0) {
-        return Err(Error::structure("A.indptr", format!("indptr[0] must be 0, got {first}")));
+        return Err(Error::structure(
+            "A.indptr",
+            format!("indptr[0] must be 0, got {first}"),
+        ));
     }
-    if let Some(i) = indptr.par_windows(2).position_first(|w| w[1] < w[0]) {
+    let rows = indptr.len() - 1;
+    let decrease = (0..rows.div_ceil(SCAN_BLOCK))
+        .into_par_iter()
+        .find_map_first(|block| {
+            let start = block * SCAN_BLOCK;
+            let end = (start + SCAN_BLOCK).min(rows);
+            indptr[start..=end]
+                .windows(2)
+                .position(|w| w[1] < w[0])
+                .map(|k| start + k)
+        });
+    if let Some(i) = decrease {
         return Err(Error::structure(
             "A.indptr",
             format!(
@@ -467,9 +531,7 @@ fn validate_indptr<I: Index>(indptr: &[I], nnz: usize) -> Result<()> {
 }
 
 fn validate_indices<I: Index>(indptr: &[I], indices: &[I], n: usize) -> Result<()> {
-    let bad = indices
-        .par_iter()
-        .position_first(|c| c.try_to_usize().is_none_or(|c| c >= n));
+    let bad = par_position_first(indices, |c| c.try_to_usize().is_none_or(|c| c >= n));
     if let Some(k) = bad {
         // indptr is valid here, so the row holding entry k is found by bisection.
         let row = indptr.partition_point(|p| p.to_usize() <= k) - 1;
@@ -584,6 +646,60 @@ fn first_asymmetry<I: Index, T: Value>(
     })
 }
 
+/// What validation established about a CSR matrix, kept so that the same
+/// buffers can be borrowed again later without re-validating them (the Python
+/// operator borrows SciPy's arrays afresh for every product).
+#[derive(Debug, Clone)]
+pub struct CsrLayout {
+    sorted: bool,
+    chunk_bounds: Vec<usize>,
+}
+
+impl<'a, T: Value, I: Index> CsrRef<'a, T, I> {
+    /// The facts established by [`CsrRef::new`], for [`CsrRef::from_layout`].
+    pub fn layout(&self) -> CsrLayout {
+        CsrLayout {
+            sorted: self.sorted,
+            chunk_bounds: self.chunk_bounds.clone(),
+        }
+    }
+
+    /// Re-borrow buffers validated earlier. With `layout = None` this is
+    /// [`CsrRef::new`]. With a layout only the O(1) length checks run: the
+    /// caller vouches that the buffers were validated into that layout and not
+    /// modified since. That promise is about correct results, not memory
+    /// safety: every index is bounds-checked, so a buffer changed behind our
+    /// back can at worst panic, never read out of bounds.
+    pub fn from_layout(
+        n: usize,
+        indptr: &'a [I],
+        indices: &'a [I],
+        data: &'a [T],
+        layout: Option<&CsrLayout>,
+    ) -> Result<Self> {
+        let Some(layout) = layout else {
+            return Self::new(n, n, indptr, indices, data);
+        };
+        if indptr.len() != n + 1
+            || indices.len() != data.len()
+            || layout.chunk_bounds.last() != Some(&n)
+        {
+            return Err(Error::structure(
+                "A",
+                "its buffers changed size since the operator was built",
+            ));
+        }
+        Ok(CsrRef {
+            n,
+            indptr,
+            indices,
+            data,
+            sorted: layout.sorted,
+            chunk_bounds: layout.chunk_bounds.clone(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,7 +714,11 @@ mod tests {
     /// Random symmetric matrix in CSR form with shuffled rows, duplicate
     /// entries (a symmetric value split in two) and some empty rows.
     /// Returns (indptr, indices, data, dense row-major of the summed matrix).
-    fn random_symmetric(n: usize, density: f64, seed: u64) -> (Vec<usize>, Vec<usize>, Vec<f64>, Vec<f64>) {
+    fn random_symmetric(
+        n: usize,
+        density: f64,
+        seed: u64,
+    ) -> (Vec<usize>, Vec<usize>, Vec<f64>, Vec<f64>) {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut dense = vec![0.0; n * n];
         let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
@@ -666,7 +786,10 @@ mod tests {
         assert_eq!(got.len(), expected.len());
         let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs()));
         for (k, (g, e)) in got.iter().zip(expected).enumerate() {
-            assert!((g - e).abs() <= tol * scale, "entry {k}: got {g}, expected {e}");
+            assert!(
+                (g - e).abs() <= tol * scale,
+                "entry {k}: got {g}, expected {e}"
+            );
         }
     }
 
@@ -709,7 +832,13 @@ mod tests {
 
     #[test]
     fn products_match_dense_reference_for_all_types() {
-        for (seed, n, density) in [(1u64, 1usize, 1.0), (2, 2, 1.0), (3, 17, 0.3), (4, 60, 0.1), (5, 300, 0.05)] {
+        for (seed, n, density) in [
+            (1u64, 1usize, 1.0),
+            (2, 2, 1.0),
+            (3, 17, 0.3),
+            (4, 60, 0.1),
+            (5, 300, 0.05),
+        ] {
             let (indptr, indices, data, dense) = random_symmetric(n, density, seed);
             let data32: Vec<f32> = data.iter().map(|&v| v as f32).collect();
             // The f32 reference uses the same rounded values, summed as stored.
@@ -751,7 +880,9 @@ mod tests {
         let a = CsrRef::new(n, n, &indptr, &indices, &data).unwrap();
         assert!(a.chunk_bounds.len() > 2 || rayon::current_num_threads() == 1);
         a.check_symmetric(0.0).unwrap();
-        let x: Vec<f64> = (0..n * 3).map(|k| ((k * 7919) % 1000) as f64 / 1000.0).collect();
+        let x: Vec<f64> = (0..n * 3)
+            .map(|k| ((k * 7919) % 1000) as f64 / 1000.0)
+            .collect();
         let mut expected = vec![0.0; n * 3];
         for (i, row) in rows.iter().enumerate() {
             for &(c, v) in row {
@@ -836,7 +967,11 @@ mod tests {
             .unwrap()
             .check_symmetric(f32::SYMMETRY_RTOL)
             .unwrap_err();
-        assert!(err.to_string().contains("A[0, 1] = 2.5e0 but A[1, 0] = 2e0"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("A[0, 1] = 2.5e0 but A[1, 0] = 2e0"),
+            "{err}"
+        );
         assert!(matches!(
             a.check_symmetric(-1.0),
             Err(Error::InvalidArgument { .. })
@@ -850,7 +985,9 @@ mod tests {
         let k = data.len() / 2;
         data[k] += 0.25;
         let row = indptr.partition_point(|&p| p <= k) - 1;
-        let err = CsrRef::new(50, 50, &ip, &ix, &data).unwrap().check_symmetric(1e-12);
+        let err = CsrRef::new(50, 50, &ip, &ix, &data)
+            .unwrap()
+            .check_symmetric(1e-12);
         match err {
             Err(Error::NotSymmetric { row: r, col: c, .. }) => {
                 // The first violation in row-major order is either the
@@ -881,15 +1018,78 @@ mod tests {
         let good_ptr = [0i32, 1, 2];
         let good_idx = [0i32, 1];
         let good_val = [1.0f64, 1.0];
-        expect_structure((2, 3), &good_ptr, &good_idx, &good_val, "A has the wrong shape", "square");
-        expect_structure((0, 0), &[0i32], &[], &[] as &[f64], "A has the wrong shape", "square");
-        expect_structure((2, 2), &[0i32, 2], &good_idx, &good_val, "A.indptr", "length 3");
-        expect_structure((2, 2), &good_ptr, &good_idx, &[1.0f64], "A.data", "length 2");
-        expect_structure((2, 2), &[1i32, 1, 2], &good_idx, &good_val, "A.indptr", "indptr[0] must be 0");
-        expect_structure((2, 2), &[0i32, 2, 1], &good_idx, &good_val, "A.indptr", "non-decreasing");
-        expect_structure((2, 2), &[0i32, 1, 1], &good_idx, &good_val, "A.indptr", "must equal");
-        expect_structure((2, 2), &[0i64, 1, 2], &[0i64, -1], &good_val, "A.indices", "row 1");
-        expect_structure((2, 2), &good_ptr, &[2i32, 1], &good_val, "A.indices", "row 0 has column index 2");
+        expect_structure(
+            (2, 3),
+            &good_ptr,
+            &good_idx,
+            &good_val,
+            "A has the wrong shape",
+            "square",
+        );
+        expect_structure(
+            (0, 0),
+            &[0i32],
+            &[],
+            &[] as &[f64],
+            "A has the wrong shape",
+            "square",
+        );
+        expect_structure(
+            (2, 2),
+            &[0i32, 2],
+            &good_idx,
+            &good_val,
+            "A.indptr",
+            "length 3",
+        );
+        expect_structure(
+            (2, 2),
+            &good_ptr,
+            &good_idx,
+            &[1.0f64],
+            "A.data",
+            "length 2",
+        );
+        expect_structure(
+            (2, 2),
+            &[1i32, 1, 2],
+            &good_idx,
+            &good_val,
+            "A.indptr",
+            "indptr[0] must be 0",
+        );
+        expect_structure(
+            (2, 2),
+            &[0i32, 2, 1],
+            &good_idx,
+            &good_val,
+            "A.indptr",
+            "non-decreasing",
+        );
+        expect_structure(
+            (2, 2),
+            &[0i32, 1, 1],
+            &good_idx,
+            &good_val,
+            "A.indptr",
+            "must equal",
+        );
+        expect_structure(
+            (2, 2),
+            &[0i64, 1, 2],
+            &[0i64, -1],
+            &good_val,
+            "A.indices",
+            "row 1",
+        );
+        expect_structure(
+            (2, 2),
+            &good_ptr,
+            &[2i32, 1],
+            &good_val,
+            "A.indices",
+            "row 0 has column index 2",
+        );
         let err = CsrRef::new(2, 2, &good_ptr, &good_idx, &[1.0f32, f32::NAN]).unwrap_err();
         assert_eq!(
             err,
@@ -901,7 +1101,10 @@ mod tests {
         let a = CsrRef::new(2, 2, &good_ptr, &good_idx, &good_val).unwrap();
         let mut y = [0.0; 2];
         assert!(matches!(a.apply(&[1.0], &mut y), Err(Error::Shape { .. })));
-        assert!(matches!(a.apply_block(&[1.0; 4], &mut y, 2), Err(Error::Shape { .. })));
+        assert!(matches!(
+            a.apply_block(&[1.0; 4], &mut y, 2),
+            Err(Error::Shape { .. })
+        ));
         a.apply_block(&[], &mut [], 0).unwrap();
     }
 
@@ -947,18 +1150,6 @@ mod tests {
 
     fn bench_one<T: Value>(label: &str, indptr: &[i32], indices: &[i32], data: &[T], ncols: usize) {
         let n = indptr.len() - 1;
-        for _ in 0..2 {
-            let t = Instant::now();
-            validate_indptr(indptr, indices.len()).unwrap();
-            let t1 = t.elapsed();
-            validate_indices(indptr, indices, n).unwrap();
-            let t2 = t.elapsed();
-            let _ = data.par_iter().position_first(|v| !v.to_f64().is_finite());
-            let t3 = t.elapsed();
-            let _ = balanced_chunks(indptr, 16);
-            let t4 = t.elapsed();
-            eprintln!("indptr {t1:?} indices {t2:?} data {t3:?} chunks {t4:?}");
-        }
         let start = Instant::now();
         let a = CsrRef::new(n, n, indptr, indices, data).unwrap();
         let validate = start.elapsed();
@@ -967,24 +1158,106 @@ mod tests {
         let symmetric = start.elapsed();
         let x: Vec<f64> = (0..n * ncols).map(|k| (k % 17) as f64).collect();
         let mut y = vec![0.0; n * ncols];
-        a.apply_block(&x, &mut y, ncols).unwrap();
-        let reps = if ncols == 1 { 50 } else { 10 };
-        let start = Instant::now();
-        for _ in 0..reps {
-            a.apply_block(&x, &mut y, ncols).unwrap();
-        }
-        let per = start.elapsed().as_secs_f64() / reps as f64;
-        let bytes = a.nnz() * (std::mem::size_of::<T>() + 4) + (n + 1) * 4 + 2 * n * 8 * ncols;
+        // The machine is shared: report the best of several rounds.
+        let best_of = |product: &mut dyn FnMut()| {
+            product();
+            (0..5)
+                .map(|_| {
+                    let start = Instant::now();
+                    for _ in 0..10 {
+                        product();
+                    }
+                    start.elapsed().as_secs_f64() / 10.0
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let parallel = best_of(&mut || a.apply_block(&x, &mut y, ncols).unwrap());
+        let mut y_sequential = vec![0.0; n * ncols];
+        let sequential = best_of(&mut || a.spmm_rows(0..n, &x, &mut y_sequential, ncols));
+        assert_eq!(y, y_sequential, "parallel and sequential products differ");
+        let bytes =
+            (a.nnz() * (std::mem::size_of::<T>() + 4) + (n + 1) * 4 + 2 * n * 8 * ncols) as f64;
         println!(
-            "{label}: n={n} nnz={} ncols={ncols}: {:.2} ms/product, {:.1} GB/s \
-             (new {:.1} ms, check_symmetric {:.1} ms, {} threads)",
+            "{label}: n={n} nnz={} ncols={ncols}: {:.2} ms/product = {:.1} GB/s on {} threads \
+             (one thread: {:.2} ms, {:.1} GB/s); new {:.1} ms, check_symmetric {:.1} ms",
             a.nnz(),
-            per * 1e3,
-            bytes as f64 / per / 1e9,
+            parallel * 1e3,
+            bytes / parallel / 1e9,
+            rayon::current_num_threads(),
+            sequential * 1e3,
+            bytes / sequential / 1e9,
             validate.as_secs_f64() * 1e3,
             symmetric.as_secs_f64() * 1e3,
-            rayon::current_num_threads()
         );
+    }
+
+    fn spmv_simple(a: &CsrRef<f64, i32>, x: &[f64], y: &mut [f64]) {
+        for (i, yi) in y.iter_mut().enumerate() {
+            let (cols, vals) = a.row(i);
+            let mut acc = 0.0;
+            for (&c, &v) in cols.iter().zip(vals) {
+                acc += v * x[c as usize];
+            }
+            *yi = acc;
+        }
+    }
+
+    fn spmv_four(a: &CsrRef<f64, i32>, x: &[f64], y: &mut [f64]) {
+        let indptr = a.indptr;
+        let indices = a.indices;
+        let data = a.data;
+        let mut start = 0usize;
+        for (yi, end) in y.iter_mut().zip(&indptr[1..]) {
+            let end = *end as usize;
+            let cols = &indices[start..end];
+            let vals = &data[start..end];
+            let mut acc = [0.0f64; 4];
+            let mut c4 = cols.chunks_exact(4);
+            let mut v4 = vals.chunks_exact(4);
+            for (c, v) in (&mut c4).zip(&mut v4) {
+                acc[0] += v[0] * x[c[0] as usize];
+                acc[1] += v[1] * x[c[1] as usize];
+                acc[2] += v[2] * x[c[2] as usize];
+                acc[3] += v[3] * x[c[3] as usize];
+            }
+            for (c, v) in c4.remainder().iter().zip(v4.remainder()) {
+                acc[0] += v * x[*c as usize];
+            }
+            *yi = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+            start = end;
+        }
+    }
+
+    #[test]
+    #[ignore]
+    fn bench_kernel_variants() {
+        let (indptr, indices, data) = laplacian_3d(100);
+        let n = indptr.len() - 1;
+        let a = CsrRef::new(n, n, &indptr, &indices, &data).unwrap();
+        let x: Vec<f64> = (0..n).map(|k| (k % 17) as f64).collect();
+        let mut y = vec![0.0; n];
+        for round in 0..3 {
+            let time = |f: &mut dyn FnMut()| {
+                f();
+                let start = Instant::now();
+                for _ in 0..20 {
+                    f();
+                }
+                start.elapsed().as_secs_f64() / 20.0 * 1e3
+            };
+            let mut y_simple = vec![0.0; n];
+            let mut y_four = vec![0.0; n];
+            let mut y_parallel = vec![0.0; n];
+            let two = time(&mut || a.spmv_rows(0..n, &x, &mut y));
+            let simple = time(&mut || spmv_simple(&a, &x, &mut y_simple));
+            let four = time(&mut || spmv_four(&a, &x, &mut y_four));
+            let par = time(&mut || a.apply(&x, &mut y_parallel).unwrap());
+            // Integer-valued data: every summation order is exact.
+            assert!(y == y_simple && y == y_four && y == y_parallel);
+            println!(
+                "round {round}: two-acc {two:.2} ms, simple {simple:.2} ms, four {four:.2} ms, parallel {par:.2} ms"
+            );
+        }
     }
 
     #[test]
@@ -996,5 +1269,21 @@ mod tests {
         bench_one("f32/i32 SpMV", &indptr, &indices, &data32, 1);
         bench_one("f64/i32 SpMM", &indptr, &indices, &data, 8);
         bench_one("f64/i32 SpMM", &indptr, &indices, &data, 16);
+        // Unsorted rows (each row reversed): check_symmetric sorts a copy first.
+        let mut reversed = indices.clone();
+        let mut reversed_data = data.clone();
+        for w in indptr.windows(2) {
+            reversed[w[0] as usize..w[1] as usize].reverse();
+            reversed_data[w[0] as usize..w[1] as usize].reverse();
+        }
+        let n = indptr.len() - 1;
+        let a = CsrRef::new(n, n, &indptr, &reversed, &reversed_data).unwrap();
+        assert!(!a.sorted_indices());
+        let start = Instant::now();
+        a.check_symmetric(0.0).unwrap();
+        println!(
+            "check_symmetric with unsorted rows: {:.1} ms",
+            start.elapsed().as_secs_f64() * 1e3
+        );
     }
 }

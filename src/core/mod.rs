@@ -1,6 +1,13 @@
 //! The mathematics of hessx, free of Python: operators, eigensolvers, models.
 
+pub mod csr;
+pub mod dense;
 pub mod error;
+pub mod inertia;
 pub mod monitor;
 pub mod op;
+pub mod slq;
+pub mod trace;
+pub mod lanczos;
+pub mod mlp;
 pub mod tridiag;

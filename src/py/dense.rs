@@ -76,7 +76,7 @@ impl DenseArrays {
     }
 }
 
-fn validate<T: crate::core::dense::Value>(
+fn validate<T: crate::core::csr::Value>(
     py: Python<'_>,
     data: Result<&[T], numpy::AsSliceError>,
     n: usize,

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod csr;
 mod dense;
 mod errors;
+mod models;
 mod monitor;
 mod operators;
 mod pool;
@@ -25,6 +26,7 @@ fn get_num_threads() -> usize {
 fn _hessx(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<operators::RustOperator>()?;
+    m.add_class::<models::MlpCore>()?;
     m.add_function(wrap_pyfunction!(solvers::lanczos_solve, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;

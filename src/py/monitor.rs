@@ -135,7 +135,7 @@ where
     T: Send,
 {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    py.detach(|| {
+    py.detach(move || {
         std::thread::scope(|scope| {
             let worker = scope.spawn(move || {
                 let out = super::pool::install(|| work(monitor));

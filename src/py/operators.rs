@@ -107,6 +107,7 @@ pub enum OpKind {
     Csr(CsrArrays),
     Dense(DenseArrays),
     Callable(CallableOp),
+    Model(super::models::ModelOp),
 }
 
 /// The compiled operator behind `hessx` operators.
@@ -127,6 +128,7 @@ impl RustOperator {
             OpKind::Csr(csr) => csr.with_op(py, f),
             OpKind::Dense(dense) => dense.with_op(py, f),
             OpKind::Callable(callable) => Ok(f(callable)),
+            OpKind::Model(model) => Ok(f(model.as_op())),
         }
     }
 

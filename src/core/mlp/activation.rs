@@ -54,8 +54,7 @@ impl Activation {
         let one = T::cast(1.0);
         match self {
             Activation::Tanh => {
-                let a = z.tanh();
-                let slope = one - a * a;
+                let (a, slope) = z.tanh_and_slope();
                 (a, slope, T::cast(-2.0) * a * slope)
             }
             Activation::Relu => {
@@ -73,8 +72,13 @@ impl Activation {
             Activation::Gelu => {
                 let x: f64 = z.into();
                 let cdf = 0.5 * erfc(-x * std::f64::consts::FRAC_1_SQRT_2);
-                let pdf = (-0.5 * x * x).exp() * (0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
-                (T::cast(x * cdf), T::cast(cdf + x * pdf), T::cast(pdf * (2.0 - x * x)))
+                let pdf = (-0.5 * x * x).exp()
+                    * (0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
+                (
+                    T::cast(x * cdf),
+                    T::cast(cdf + x * pdf),
+                    T::cast(pdf * (2.0 - x * x)),
+                )
             }
             Activation::Identity => (z, one, zero),
         }
@@ -116,10 +120,19 @@ mod tests {
                 let (value, slope, curvature) = act.eval(z);
                 let (plus, slope_plus, _) = act.eval(z + h);
                 let (minus, slope_minus, _) = act.eval(z - h);
-                assert!(((plus - minus) / (2.0 * h) - slope).abs() < 1e-8, "{act} σ' at {z}");
-                assert!(((slope_plus - slope_minus) / (2.0 * h) - curvature).abs() < 1e-8, "{act} σ'' at {z}");
+                assert!(
+                    ((plus - minus) / (2.0 * h) - slope).abs() < 1e-8,
+                    "{act} σ' at {z}"
+                );
+                assert!(
+                    ((slope_plus - slope_minus) / (2.0 * h) - curvature).abs() < 1e-8,
+                    "{act} σ'' at {z}"
+                );
                 let f32_value = act.eval(z as f32).0 as f64;
-                assert!((f32_value - value).abs() < 1e-6 * (1.0 + value.abs()), "{act} f32 at {z}");
+                assert!(
+                    (f32_value - value).abs() < 1e-6 * (1.0 + value.abs()),
+                    "{act} f32 at {z}"
+                );
             }
         }
     }
@@ -127,10 +140,17 @@ mod tests {
     #[test]
     fn gelu_reference_values() {
         // x·Φ(x) from mpmath.
-        let cases = [(1.0, 0.8413447460685429), (-1.0, -0.15865525393145705), (3.0, 2.99595030590511)];
+        let cases: [(f64, f64); 3] = [
+            (1.0, 0.8413447460685429),
+            (-1.0, -0.15865525393145705),
+            (3.0, 2.99595030590511),
+        ];
         for (x, expected) in cases {
             let value = Activation::Gelu.eval(x).0;
-            assert!((value - expected).abs() <= 1e-15 * expected.abs().max(1.0), "gelu({x}) = {value}");
+            assert!(
+                (value - expected).abs() <= 1e-15 * expected.abs().max(1.0),
+                "gelu({x}) = {value}"
+            );
         }
         assert!(Activation::Gelu.eval(-40.0f64).0.abs() < 1e-300);
     }
@@ -141,6 +161,9 @@ mod tests {
             assert_eq!(act.name().parse::<Activation>(), Ok(act));
         }
         let err = "softplus".parse::<Activation>().unwrap_err().to_string();
-        assert!(err.contains("activation") && err.contains("softplus"), "{err}");
+        assert!(
+            err.contains("activation") && err.contains("softplus"),
+            "{err}"
+        );
     }
 }

@@ -7,7 +7,10 @@
 //! Each layer costs one GEMM forward and two backward (one for the first layer).
 
 use super::activation::Activation;
-use super::kernels::{activate, backprop_with_curvature, column_sums, fill_rows, gemm, scale_by, view, view_mut, Derivatives};
+use super::kernels::{
+    activate, backprop_with_curvature, column_sums, fill_rows, gemm, scale_by, transpose, view,
+    view_mut, Derivatives,
+};
 use super::scalar::Real;
 
 /// Where one dense layer's parameters sit in the flat vector: W (n_in x n_out,
@@ -91,7 +94,13 @@ pub fn forward<T: Real>(
     }
     let last = &layers[n_hidden];
     let mut outputs = vec![T::default(); batch * last.n_out];
-    affine(last, params, layer_input(x, &hidden, n_hidden), batch, &mut outputs);
+    affine(
+        last,
+        params,
+        layer_input(x, &hidden, n_hidden),
+        batch,
+        &mut outputs,
+    );
     Forward {
         hidden,
         slope,
@@ -113,26 +122,50 @@ pub fn affine<T: Real>(layer: &Layer, params: &[T], input: &[T], batch: usize, z
     );
 }
 
-/// Back-propagates `delta` = δ_L, writing ∂L/∂θ into `grad`. With `keep`,
+/// What [`backward`] is for.
+pub enum Backward<'a, T> {
+    /// The gradient alone; `fwd.hidden` is consumed as scratch.
+    Gradient,
+    /// The gradient and what the R-backward pass reuses, given each layer's
+    /// input transposed (from [`transposed_inputs`]).
+    State { inputs_t: &'a [Vec<T>] },
+}
+
+/// Back-propagates `delta` = δ_L, writing ∂L/∂θ into `grad`. For a state,
 /// returns δ_l for every layer but the first (index l; entry 0 empty) and
 /// leaves g_l ⊙ σ''(z_l) in `fwd.curvature`: what the R-backward pass reuses.
 pub fn backward<T: Real>(
     layers: &[Layer],
     params: &[T],
     x: &[T],
-    batch: usize,
+    mode: Backward<'_, T>,
     fwd: &mut Forward<T>,
     mut delta: Vec<T>,
     grad: &mut [T],
-    keep: bool,
 ) -> Vec<Vec<T>> {
+    let (keep, transposed_inputs) = match mode {
+        Backward::Gradient => (false, None),
+        Backward::State { inputs_t } => (true, Some(inputs_t)),
+    };
+    let batch = x.len() / layers[0].n_in;
     let mut kept: Vec<Vec<T>> = (0..layers.len()).map(|_| Vec::new()).collect();
+    let widest = layers.iter().map(|layer| layer.n_in).max().unwrap_or(0);
+    let mut scratch = Vec::new();
     for (l, layer) in layers.iter().enumerate().rev() {
         let (grad_w, grad_b) = layer.split_mut(grad);
+        let input_t: &[T] = match transposed_inputs {
+            Some(stored) => &stored[l],
+            None => {
+                scratch.resize(batch * widest, T::default());
+                let buffer = &mut scratch[..batch * layer.n_in];
+                transpose(layer_input(x, &fwd.hidden, l), batch, layer.n_in, buffer);
+                buffer
+            }
+        };
         gemm(
             view_mut(grad_w, layer.n_in, layer.n_out),
             false,
-            view(layer_input(x, &fwd.hidden, l), batch, layer.n_in).transpose(),
+            view(input_t, layer.n_in, batch),
             view(&delta, batch, layer.n_out),
         );
         if layer.has_bias {
@@ -141,7 +174,12 @@ pub fn backward<T: Real>(
         if l == 0 {
             break;
         }
-        let mut g = vec![T::default(); batch * layer.n_in];
+        // Without `keep`, a_{l−1} is dead once ∂L/∂W_l is formed: its buffer takes g_{l−1}.
+        let mut g = if keep {
+            vec![T::default(); batch * layer.n_in]
+        } else {
+            std::mem::take(&mut fwd.hidden[l - 1])
+        };
         gemm(
             view_mut(&mut g, batch, layer.n_in),
             false,
@@ -157,4 +195,19 @@ pub fn backward<T: Real>(
         }
     }
     kept
+}
+
+/// Each layer's input a_{l−1} transposed (n_{l−1} x batch, row-major): the left
+/// factor of the weight-gradient GEMMs.
+pub fn transposed_inputs<T: Real>(layers: &[Layer], x: &[T], hidden: &[Vec<T>]) -> Vec<Vec<T>> {
+    let batch = x.len() / layers[0].n_in;
+    layers
+        .iter()
+        .enumerate()
+        .map(|(l, layer)| {
+            let mut t = vec![T::default(); batch * layer.n_in];
+            transpose(layer_input(x, hidden, l), batch, layer.n_in, &mut t);
+            t
+        })
+        .collect()
 }

@@ -23,10 +23,10 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::activation::Activation;
-use super::forward::{backward, forward, layer_input, Layer};
+use super::forward::{backward, forward, layer_input, transposed_inputs, Backward, Layer};
 use super::kernels::{
-    add_scaled, cast_from_f64, cast_to_f64, column_sums, fill_rows, gemm, scale_by, tangent_with_curvature, view,
-    view_mut, Derivatives,
+    add_scaled, cast_from_f64, cast_to_f64, column_sums, fill_rows, gemm, scale_by,
+    tangent_with_curvature, transpose, view, view_mut, Derivatives,
 };
 use super::loss::{apply_output_hessian, evaluate, Loss, Targets};
 use super::scalar::Real;
@@ -42,6 +42,8 @@ struct Workspace<T> {
     r_pre: Vec<Vec<T>>,
     /// R{z_L}, then R{δ_L}.
     r_out: Vec<T>,
+    /// R{a_{l−1}} transposed, the left factor of R{a_{l−1}}ᵀ δ_l.
+    r_act_t: Vec<T>,
 }
 
 /// Everything a Hessian-vector product at fixed (params, X, y) reuses.
@@ -53,6 +55,8 @@ pub struct HessianState<T: Real> {
     params: Vec<T>,
     x: Vec<T>,
     hidden: Vec<Vec<T>>,
+    /// Each layer's input transposed (x first), for the weight-gradient GEMMs.
+    inputs_t: Vec<Vec<T>>,
     slope: Vec<Vec<T>>,
     /// g_l ⊙ σ''(z_l) per hidden layer (empty for piecewise-linear activations).
     weighted_curvature: Vec<Vec<T>>,
@@ -82,7 +86,18 @@ impl<T: Real> HessianState<T> {
         let mut delta = vec![T::default(); fwd.outputs.len()];
         let loss_value = evaluate(&mut fwd.outputs, targets, n_out, Some(&mut delta));
         let mut grad = vec![T::default(); n_params];
-        let deltas = backward(&layers, params, x, batch, &mut fwd, delta, &mut grad, true);
+        let inputs_t = transposed_inputs(&layers, x, &fwd.hidden);
+        let deltas = backward(
+            &layers,
+            params,
+            x,
+            Backward::State {
+                inputs_t: &inputs_t,
+            },
+            &mut fwd,
+            delta,
+            &mut grad,
+        );
         let probabilities = match loss {
             Loss::CrossEntropy => std::mem::take(&mut fwd.outputs),
             Loss::Mse => Vec::new(),
@@ -100,6 +115,7 @@ impl<T: Real> HessianState<T> {
             params: params.to_vec(),
             x: x.to_vec(),
             hidden: fwd.hidden,
+            inputs_t,
             slope: fwd.slope,
             weighted_curvature,
             deltas,
@@ -134,28 +150,44 @@ impl<T: Real> HessianState<T> {
 
     fn check_vectors(&self, v: &[T], out: &[T]) -> Result<()> {
         if v.len() != self.n_params {
-            return Err(Error::shape("v", format!("length {} (n_params)", self.n_params), v.len()));
+            return Err(Error::shape(
+                "v",
+                format!("length {} (n_params)", self.n_params),
+                v.len(),
+            ));
         }
         if out.len() != self.n_params {
-            return Err(Error::shape("out", format!("length {} (n_params)", self.n_params), out.len()));
+            return Err(Error::shape(
+                "out",
+                format!("length {} (n_params)", self.n_params),
+                out.len(),
+            ));
         }
         check_finite("v", v)
     }
 
     fn take_workspace(&self) -> Workspace<T> {
-        let pooled = self.workspaces.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let pooled = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
         pooled.unwrap_or_else(|| {
             let hidden_sizes = || self.hidden.iter().map(|h| vec![T::default(); h.len()]);
             Workspace {
                 r_act: hidden_sizes().collect(),
                 r_pre: hidden_sizes().collect(),
                 r_out: vec![T::default(); self.batch * self.layers[self.layers.len() - 1].n_out],
+                r_act_t: vec![T::default(); self.hidden.iter().map(Vec::len).max().unwrap_or(0)],
             }
         })
     }
 
     fn return_workspace(&self, workspace: Workspace<T>) {
-        self.workspaces.lock().unwrap_or_else(PoisonError::into_inner).push(workspace);
+        self.workspaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(workspace);
     }
 
     /// `r_z ← R{z_l}` = R{a_{l−1}} W_l + a_{l−1} V_l + 1 c_lᵀ (`r_input` None for the first layer).
@@ -191,27 +223,35 @@ impl<T: Real> HessianState<T> {
     }
 
     fn hvp_in(&self, v: &[T], out: &mut [T], workspace: &mut Workspace<T>) {
-        let Workspace { r_act, r_pre, r_out } = workspace;
+        let Workspace {
+            r_act,
+            r_pre,
+            r_out,
+            r_act_t,
+        } = workspace;
         let batch = self.batch;
         let last = self.layers.len() - 1;
 
-        for l in 0..=last {
-            let (done, rest) = r_act.split_at_mut(l);
-            let r_input = l.checked_sub(1).map(|k| &done[k][..]);
-            if l == last {
-                self.tangent_affine(l, v, r_input, r_out);
+        let mut r_input: Option<&[T]> = None;
+        for (l, (r_a, r_z)) in r_act.iter_mut().zip(r_pre.iter_mut()).enumerate() {
+            self.tangent_affine(l, v, r_input, r_z);
+            if self.weighted_curvature[l].is_empty() {
+                // σ'' = 0: R{a} = σ' ⊙ R{z} and no curvature term.
+                r_a.copy_from_slice(r_z);
+                scale_by(r_a, &self.slope[l]);
+                r_z.fill(T::default());
             } else {
-                self.tangent_affine(l, v, r_input, &mut r_pre[l]);
-                if self.weighted_curvature[l].is_empty() {
-                    rest[0].copy_from_slice(&r_pre[l]);
-                    scale_by(&mut rest[0], &self.slope[l]);
-                    r_pre[l].fill(T::default());
-                } else {
-                    tangent_with_curvature(&mut r_pre[l], &mut rest[0], &self.slope[l], &self.weighted_curvature[l]);
-                }
+                tangent_with_curvature(r_z, r_a, &self.slope[l], &self.weighted_curvature[l]);
             }
+            r_input = Some(r_a);
         }
-        apply_output_hessian(self.loss, &self.probabilities, r_out, self.layers[last].n_out);
+        self.tangent_affine(last, v, r_input, r_out);
+        apply_output_hessian(
+            self.loss,
+            &self.probabilities,
+            r_out,
+            self.layers[last].n_out,
+        );
 
         for l in (0..=last).rev() {
             let layer = &self.layers[l];
@@ -221,7 +261,7 @@ impl<T: Real> HessianState<T> {
             gemm(
                 view_mut(out_w, layer.n_in, layer.n_out),
                 false,
-                view(layer_input(&self.x, &self.hidden, l), batch, layer.n_in).transpose(),
+                view(&self.inputs_t[l], layer.n_in, batch),
                 view(r_delta, batch, layer.n_out),
             );
             if layer.has_bias {
@@ -232,10 +272,12 @@ impl<T: Real> HessianState<T> {
             }
             let delta = &self.deltas[l];
             let r_input = &mut r_act[l - 1];
+            let r_input_t = &mut r_act_t[..batch * layer.n_in];
+            transpose(r_input, batch, layer.n_in, r_input_t);
             gemm(
                 view_mut(out_w, layer.n_in, layer.n_out),
                 true,
-                view(r_input, batch, layer.n_in).transpose(),
+                view(r_input_t, layer.n_in, batch),
                 view(delta, batch, layer.n_out),
             );
             // R{a_{l−1}} has been used; its buffer takes R{δ_l} W_lᵀ + δ_l V_lᵀ.
@@ -270,17 +312,19 @@ impl<T: Real> HessianState<T> {
         let batch = self.batch;
         let last = self.layers.len() - 1;
 
-        for l in 0..=last {
-            let (done, rest) = r_pre.split_at_mut(l);
-            let r_input = l.checked_sub(1).map(|k| &done[k][..]);
-            if l == last {
-                self.tangent_affine(l, v, r_input, r_out);
-            } else {
-                self.tangent_affine(l, v, r_input, &mut rest[0]);
-                scale_by(&mut rest[0], &self.slope[l]);
-            }
+        let mut r_input: Option<&[T]> = None;
+        for (l, r_a) in r_pre.iter_mut().enumerate() {
+            self.tangent_affine(l, v, r_input, r_a);
+            scale_by(r_a, &self.slope[l]);
+            r_input = Some(r_a);
         }
-        apply_output_hessian(self.loss, &self.probabilities, r_out, self.layers[last].n_out);
+        self.tangent_affine(last, v, r_input, r_out);
+        apply_output_hessian(
+            self.loss,
+            &self.probabilities,
+            r_out,
+            self.layers[last].n_out,
+        );
 
         for l in (0..=last).rev() {
             let layer = &self.layers[l];
@@ -290,7 +334,7 @@ impl<T: Real> HessianState<T> {
             gemm(
                 view_mut(out_w, layer.n_in, layer.n_out),
                 false,
-                view(layer_input(&self.x, &self.hidden, l), batch, layer.n_in).transpose(),
+                view(&self.inputs_t[l], layer.n_in, batch),
                 view(u, batch, layer.n_out),
             );
             if layer.has_bias {
@@ -318,7 +362,12 @@ enum Curvature {
     GaussNewton,
 }
 
-fn apply_f64<T: Real>(state: &HessianState<T>, kind: Curvature, x: &[f64], y: &mut [f64]) -> Result<()> {
+fn apply_f64<T: Real>(
+    state: &HessianState<T>,
+    kind: Curvature,
+    x: &[f64],
+    y: &mut [f64],
+) -> Result<()> {
     let n = state.n_params;
     if x.len() != n {
         return Err(Error::shape("x", format!("length {n}"), x.len()));

@@ -71,7 +71,12 @@ const ROWS_PER_TASK: usize = 256;
 /// caller checked it matches the network's). With `delta`, also writes
 /// δ = ∂L/∂z there and, for cross-entropy, overwrites `outputs` by the softmax
 /// probabilities (what [`apply_output_hessian`] needs).
-pub fn evaluate<T: Real>(outputs: &mut [T], targets: Targets<'_, T>, n_out: usize, delta: Option<&mut [T]>) -> f64 {
+pub fn evaluate<T: Real>(
+    outputs: &mut [T],
+    targets: Targets<'_, T>,
+    n_out: usize,
+    delta: Option<&mut [T]>,
+) -> f64 {
     let batch = outputs.len() / n_out;
     let inv_batch = 1.0 / batch as f64;
     let block = ROWS_PER_TASK * n_out;
@@ -159,8 +164,15 @@ pub fn apply_output_hessian<T: Real>(loss: Loss, probabilities: &[T], r: &mut [T
             r.par_chunks_mut(block)
                 .zip(probabilities.par_chunks(block))
                 .for_each(|(r_block, p_block)| {
-                    for (ri, pi) in r_block.chunks_exact_mut(n_out).zip(p_block.chunks_exact(n_out)) {
-                        let mean: f64 = ri.iter().zip(pi).map(|(&a, &b)| a.to_f64() * b.to_f64()).sum();
+                    for (ri, pi) in r_block
+                        .chunks_exact_mut(n_out)
+                        .zip(p_block.chunks_exact(n_out))
+                    {
+                        let mean: f64 = ri
+                            .iter()
+                            .zip(pi)
+                            .map(|(&a, &b)| a.to_f64() * b.to_f64())
+                            .sum();
                         for (a, &b) in ri.iter_mut().zip(pi) {
                             *a = T::cast(b.to_f64() * (a.to_f64() - mean) * inv_batch);
                         }

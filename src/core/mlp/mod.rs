@@ -30,7 +30,7 @@ pub use loss::{Loss, Targets};
 pub use scalar::Real;
 
 use crate::core::error::{check_finite, Error, Result};
-use forward::{backward, forward, Layer};
+use forward::{backward, forward, Backward, Layer};
 use kernels::Derivatives;
 
 /// A fully connected network's architecture (it holds no parameters).
@@ -50,11 +50,17 @@ impl Mlp {
         if sizes.len() < 2 {
             return Err(Error::invalid(
                 "sizes",
-                format!("needs at least 2 layer sizes (inputs and outputs), got {}", sizes.len()),
+                format!(
+                    "needs at least 2 layer sizes (inputs and outputs), got {}",
+                    sizes.len()
+                ),
             ));
         }
         if let Some(i) = sizes.iter().position(|&s| s == 0) {
-            return Err(Error::invalid("sizes", format!("every size must be positive, got 0 at index {i}")));
+            return Err(Error::invalid(
+                "sizes",
+                format!("every size must be positive, got 0 at index {i}"),
+            ));
         }
         let too_many = || Error::invalid("sizes", "the network has too many parameters to index");
         let mut layers = Vec::with_capacity(sizes.len() - 1);
@@ -114,7 +120,10 @@ impl Mlp {
     /// The (start, n_in, n_out) of each layer's W in the flat vector; b_l (when
     /// present) follows at start + n_in·n_out.
     pub fn layer_offsets(&self) -> Vec<(usize, usize, usize)> {
-        self.layers.iter().map(|l| (l.weights, l.n_in, l.n_out)).collect()
+        self.layers
+            .iter()
+            .map(|l| (l.weights, l.n_in, l.n_out))
+            .collect()
     }
 
     /// Random parameters: W uniform in ±√(6/(n_in+n_out)) (Glorot) or, for
@@ -140,13 +149,17 @@ impl Mlp {
     /// Checks params, x and y; returns the batch size.
     fn check_inputs<T: Real>(&self, params: &[T], x: &[T], y: Targets<'_, T>) -> Result<usize> {
         if params.len() != self.n_params {
-            return Err(Error::shape("params", format!("length {} (n_params)", self.n_params), params.len()));
+            return Err(Error::shape(
+                "params",
+                format!("length {} (n_params)", self.n_params),
+                params.len(),
+            ));
         }
         let n_in = self.n_inputs();
         if x.is_empty() {
             return Err(Error::invalid("x", "needs at least one example"));
         }
-        if x.len() % n_in != 0 {
+        if (x.len() / n_in) * n_in != x.len() {
             return Err(Error::shape(
                 "x",
                 format!("(batch, {n_in}) row-major, a multiple of {n_in} values"),
@@ -158,7 +171,11 @@ impl Mlp {
         match (self.loss, y) {
             (Loss::CrossEntropy, Targets::Labels(labels)) => {
                 if labels.len() != batch {
-                    return Err(Error::shape("y", format!("{batch} labels (one per example)"), labels.len()));
+                    return Err(Error::shape(
+                        "y",
+                        format!("{batch} labels (one per example)"),
+                        labels.len(),
+                    ));
                 }
                 if let Some(i) = labels.iter().position(|&c| c < 0 || c >= n_out as i64) {
                     return Err(Error::invalid(
@@ -171,17 +188,26 @@ impl Mlp {
                 if values.len() != batch * n_out {
                     return Err(Error::shape(
                         "y",
-                        format!("(batch, n_outputs) = ({batch}, {n_out}), {} values", batch * n_out),
+                        format!(
+                            "(batch, n_outputs) = ({batch}, {n_out}), {} values",
+                            batch * n_out
+                        ),
                         format!("{} values", values.len()),
                     ));
                 }
                 check_finite("y", values)?;
             }
             (Loss::CrossEntropy, Targets::Values(_)) => {
-                return Err(Error::invalid("y", "cross_entropy loss needs integer class labels"));
+                return Err(Error::invalid(
+                    "y",
+                    "cross_entropy loss needs integer class labels",
+                ));
             }
             (Loss::Mse, Targets::Labels(_)) => {
-                return Err(Error::invalid("y", "mse loss needs real-valued targets of shape (batch, n_outputs)"));
+                return Err(Error::invalid(
+                    "y",
+                    "mse loss needs real-valued targets of shape (batch, n_outputs)",
+                ));
             }
         }
         check_finite("params", params)?;
@@ -191,7 +217,11 @@ impl Mlp {
 
     fn check_output<T>(&self, what: &str, out: &[T]) -> Result<()> {
         if out.len() != self.n_params {
-            return Err(Error::shape(what, format!("length {} (n_params)", self.n_params), out.len()));
+            return Err(Error::shape(
+                what,
+                format!("length {} (n_params)", self.n_params),
+                out.len(),
+            ));
         }
         Ok(())
     }
@@ -199,28 +229,60 @@ impl Mlp {
     /// The mean loss over the batch.
     pub fn loss<T: Real>(&self, params: &[T], x: &[T], y: Targets<'_, T>) -> Result<f64> {
         let batch = self.check_inputs(params, x, y)?;
-        let mut fwd = forward(&self.layers, self.activation, params, x, batch, Derivatives::None);
+        let mut fwd = forward(
+            &self.layers,
+            self.activation,
+            params,
+            x,
+            batch,
+            Derivatives::None,
+        );
         Ok(loss::evaluate(&mut fwd.outputs, y, self.n_outputs(), None))
     }
 
     /// The mean loss, with its gradient written into `grad_out`.
-    pub fn loss_and_grad<T: Real>(&self, params: &[T], x: &[T], y: Targets<'_, T>, grad_out: &mut [T]) -> Result<f64> {
+    pub fn loss_and_grad<T: Real>(
+        &self,
+        params: &[T],
+        x: &[T],
+        y: Targets<'_, T>,
+        grad_out: &mut [T],
+    ) -> Result<f64> {
         let batch = self.check_inputs(params, x, y)?;
         self.check_output("grad_out", grad_out)?;
-        let mut fwd = forward(&self.layers, self.activation, params, x, batch, Derivatives::First);
+        let mut fwd = forward(
+            &self.layers,
+            self.activation,
+            params,
+            x,
+            batch,
+            Derivatives::First,
+        );
         let mut delta = vec![T::default(); fwd.outputs.len()];
         let value = loss::evaluate(&mut fwd.outputs, y, self.n_outputs(), Some(&mut delta));
-        backward(&self.layers, params, x, batch, &mut fwd, delta, grad_out, false);
+        backward(
+            &self.layers,
+            params,
+            x,
+            Backward::Gradient,
+            &mut fwd,
+            delta,
+            grad_out,
+        );
         Ok(value)
     }
 
     /// The network's outputs (logits for cross-entropy), row-major batch x n_outputs.
     pub fn outputs<T: Real>(&self, params: &[T], x: &[T]) -> Result<Vec<T>> {
         if params.len() != self.n_params {
-            return Err(Error::shape("params", format!("length {} (n_params)", self.n_params), params.len()));
+            return Err(Error::shape(
+                "params",
+                format!("length {} (n_params)", self.n_params),
+                params.len(),
+            ));
         }
         let n_in = self.n_inputs();
-        if x.is_empty() || x.len() % n_in != 0 {
+        if x.is_empty() || (x.len() / n_in) * n_in != x.len() {
             return Err(Error::shape(
                 "x",
                 format!("(batch, {n_in}) row-major with batch >= 1"),
@@ -229,12 +291,24 @@ impl Mlp {
         }
         check_finite("params", params)?;
         check_finite("x", x)?;
-        let fwd = forward(&self.layers, self.activation, params, x, x.len() / n_in, Derivatives::None);
+        let fwd = forward(
+            &self.layers,
+            self.activation,
+            params,
+            x,
+            x.len() / n_in,
+            Derivatives::None,
+        );
         Ok(fwd.outputs)
     }
 
     /// Everything repeated products at (params, x, y) share; see [`HessianState`].
-    pub fn hessian_state<T: Real>(&self, params: &[T], x: &[T], y: Targets<'_, T>) -> Result<HessianState<T>> {
+    pub fn hessian_state<T: Real>(
+        &self,
+        params: &[T],
+        x: &[T],
+        y: Targets<'_, T>,
+    ) -> Result<HessianState<T>> {
         let batch = self.check_inputs(params, x, y)?;
         Ok(HessianState::build(
             self.layers.clone(),
@@ -248,19 +322,38 @@ impl Mlp {
     }
 
     /// The loss's Hessian at (params, x, y) as an operator.
-    pub fn hessian_op<T: Real>(&self, params: &[T], x: &[T], y: Targets<'_, T>) -> Result<HessianOp<T>> {
+    pub fn hessian_op<T: Real>(
+        &self,
+        params: &[T],
+        x: &[T],
+        y: Targets<'_, T>,
+    ) -> Result<HessianOp<T>> {
         Ok(HessianOp::new(Arc::new(self.hessian_state(params, x, y)?)))
     }
 
     /// `out = H v`, the exact Hessian-vector product (one-off; for repeated
     /// products build a [`HessianState`]).
-    pub fn hvp<T: Real>(&self, params: &[T], x: &[T], y: Targets<'_, T>, v: &[T], out: &mut [T]) -> Result<()> {
+    pub fn hvp<T: Real>(
+        &self,
+        params: &[T],
+        x: &[T],
+        y: Targets<'_, T>,
+        v: &[T],
+        out: &mut [T],
+    ) -> Result<()> {
         self.check_vector_pair(v, out)?;
         self.hessian_state(params, x, y)?.hvp(v, out)
     }
 
     /// `out = G v`, the generalized Gauss–Newton product (positive semidefinite).
-    pub fn ggn_vp<T: Real>(&self, params: &[T], x: &[T], y: Targets<'_, T>, v: &[T], out: &mut [T]) -> Result<()> {
+    pub fn ggn_vp<T: Real>(
+        &self,
+        params: &[T],
+        x: &[T],
+        y: Targets<'_, T>,
+        v: &[T],
+        out: &mut [T],
+    ) -> Result<()> {
         self.check_vector_pair(v, out)?;
         self.hessian_state(params, x, y)?.ggn_vp(v, out)
     }
