@@ -6,12 +6,11 @@ Each benchmark asserts that the two answers agree before it reports a time.
 
 import time
 
+import hessx
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 from conftest import CountingOperator, max_residual
-
-import hessx
 
 
 def _x(n, seed=0):
@@ -67,7 +66,9 @@ def test_eigsh_100k(benchmark, request, problem, which, tol, impl):
     A = request.getfixturevalue(problem)
     v0 = _x(A.shape[0], 2)
     benchmark.group = f"eigsh k=6 {which} tol={tol} {problem}"
-    w, v, n_matvec = benchmark.pedantic(lambda: _solve(impl, A, which, tol, v0), rounds=1, iterations=1)
+    w, v, n_matvec = benchmark.pedantic(
+        lambda: _solve(impl, A, which, tol, v0), rounds=1, iterations=1
+    )
     w_ref = spla.eigsh(A, k=6, which=which, tol=tol, v0=v0, return_eigenvectors=False)
     np.testing.assert_allclose(np.sort(w), np.sort(w_ref), rtol=1e-6, atol=1e-8)
     benchmark.extra_info["n_matvec"] = n_matvec
@@ -94,7 +95,9 @@ def test_eigsh_1m(benchmark, request, problem, which):
     spmv_s = (time.perf_counter() - start) / 10
     benchmark.extra_info["n_matvec"] = res.n_matvec
     benchmark.extra_info["spmv_ms"] = spmv_s * 1e3
-    benchmark.extra_info["time_over_matvec_time"] = benchmark.stats.stats.median / (res.n_matvec * spmv_s)
+    benchmark.extra_info["time_over_matvec_time"] = benchmark.stats.stats.median / (
+        res.n_matvec * spmv_s
+    )
     benchmark.extra_info["max_rel_residual"] = max_residual(A, res.eigenvalues, res.eigenvectors)
     start = time.perf_counter()
     try:

@@ -1,12 +1,11 @@
 """eigsh / lanczos against NumPy eigh, analytic spectra and SciPy eigsh."""
 
+import hessx
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from conftest import random_symmetric_dense
-
-import hessx
 from hessx.problems import laplacian_3d, laplacian_3d_eigenvalues, random_symmetric
 
 WHICH = ["LA", "SA", "LM", "SM", "BE"]
@@ -22,7 +21,7 @@ def expected(w_all, k, which):
         return np.sort(w_all[np.argsort(np.abs(w_all))[-k:]])
     if which == "SM":
         return np.sort(w_all[np.argsort(np.abs(w_all))[:k]])
-    return np.sort(np.concatenate([w_all[: k // 2], w_all[len(w_all) - (k - k // 2):]]))
+    return np.sort(np.concatenate([w_all[: k // 2], w_all[len(w_all) - (k - k // 2) :]]))
 
 
 def check_pairs(A_dense, w, v, tol, orth_tol=1e-10):
@@ -42,8 +41,11 @@ def test_dense_random_against_numpy(which, dtype, rng):
     np.testing.assert_allclose(w, expected(w_all, 5, which), rtol=rtol, atol=rtol)
     f32 = dtype == np.float32
     check_pairs(
-        M.astype(np.float64), w.astype(np.float64), v.astype(np.float64),
-        1e-4 if f32 else 1e-9, 1e-6 if f32 else 1e-10,
+        M.astype(np.float64),
+        w.astype(np.float64),
+        v.astype(np.float64),
+        1e-4 if f32 else 1e-9,
+        1e-6 if f32 else 1e-10,
     )
     assert np.all(np.diff(w) >= 0)  # ascending, as SciPy
 

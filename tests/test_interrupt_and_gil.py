@@ -8,10 +8,9 @@ import textwrap
 import threading
 import time
 
+import hessx
 import numpy as np
 import pytest
-
-import hessx
 from hessx.problems import laplacian_3d
 
 LONG_SOLVE = {
@@ -30,20 +29,24 @@ LONG_SOLVE = {
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("kind", sorted(LONG_SOLVE))
 def test_sigint_stops_a_long_solve(kind):
-    code = textwrap.dedent(
-        """
+    code = (
+        textwrap.dedent(
+            """
         import sys, hessx
         from hessx.problems import laplacian_3d
         print("started", flush=True)
         try:
         """
-    ) + textwrap.indent(textwrap.dedent(LONG_SOLVE[kind]), "    ") + textwrap.dedent(
-        """
+        )
+        + textwrap.indent(textwrap.dedent(LONG_SOLVE[kind]), "    ")
+        + textwrap.dedent(
+            """
         except KeyboardInterrupt:
             print("interrupted", flush=True)
             sys.exit(42)
         print("finished", flush=True)
         """
+        )
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:

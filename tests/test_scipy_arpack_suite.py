@@ -4,15 +4,14 @@ The test module ships with SciPy; we import it and replace its ``eigsh`` by
 ours, so these are SciPy's assertions, unmodified.
 """
 
-import pytest
-
 import hessx
+import pytest
 
 arpack_tests = pytest.importorskip("scipy.sparse.linalg._eigen.arpack.tests.test_arpack")
 
+import numpy as np  # noqa: E402
 from scipy.sparse import csr_array  # noqa: E402
 from scipy.sparse.linalg import aslinearoperator  # noqa: E402
-import numpy as np  # noqa: E402
 
 REAL_CASES = arpack_tests.SymmetricParams().real_test_cases
 STANDARD = [d for d in REAL_CASES if "bmat" not in d]

@@ -6,11 +6,10 @@ products, thick-restart Lanczos); this package is the thin Python face.
 
 from __future__ import annotations
 
-from . import _hessx
+from . import _hessx, models
 from .analysis import CriticalPoint, Fractions, MinimumRatio, classify, minimum_ratio
 from .eigen import LanczosResult, NoConvergence, eigsh, lanczos
 from .escape import EscapeStep, escape_step
-from . import models
 from .operators import CallableOperator, CsrOperator, DenseOperator, HessxOperator, as_operator
 
 __version__: str = _hessx.__version__

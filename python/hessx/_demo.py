@@ -17,7 +17,9 @@ def lecture_hessian(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return grad, hess
 
 
-def lecture_example(hessx: Any, loss: Callable[[np.ndarray], float], show: Callable[..., None]) -> None:
+def lecture_example(
+    hessx: Any, loss: Callable[[np.ndarray], float], show: Callable[..., None]
+) -> None:
     print("1. The explicit Hessian at the origin (closed form)")
     w0 = np.zeros(2)
     grad, hess = lecture_hessian(w0)
@@ -25,10 +27,14 @@ def lecture_example(hessx: Any, loss: Callable[[np.ndarray], float], show: Calla
     show("H", hess)
     cp = hessx.classify(hess, grad=grad)
     print(f"  eigenvalues {cp.lambda_min:+.3f}, {cp.lambda_max:+.3f} -> {cp.kind}")
-    print(f"  escape direction (eigenvector of {cp.lambda_min:+.3f}): {np.round(cp.escape_direction, 4)}")
+    print(
+        f"  escape direction (eigenvector of {cp.lambda_min:+.3f}): {np.round(cp.escape_direction, 4)}"
+    )
     step = hessx.escape_step(loss, w0, cp.escape_direction, grad=grad)
-    print(f"  escape step: w = {np.round(step.params, 4)}, L {step.loss_before:.3f} -> "
-          f"{step.loss_after:.3f} (step {step.step:+.3f})")
+    print(
+        f"  escape step: w = {np.round(step.params, 4)}, L {step.loss_before:.3f} -> "
+        f"{step.loss_after:.3f} (step {step.step:+.3f})"
+    )
     print(f"  minimum ratio: {hessx.minimum_ratio(hess).value:.2f}")
     print()
     print("2. The valley of minima w1*w2 = 1, at (1, 1)")
@@ -36,15 +42,19 @@ def lecture_example(hessx: Any, loss: Callable[[np.ndarray], float], show: Calla
     grad, hess = lecture_hessian(w1)
     show("H", hess)
     cp = hessx.classify(hess, grad=grad)
-    print(f"  L = {loss(w1):.3f}, eigenvalues {cp.lambda_min:+.3f}, {cp.lambda_max:+.3f} -> "
-          f"{cp.kind} ({cp.semidefinite} semidefinite: a minimum, but a degenerate one)")
+    print(
+        f"  L = {loss(w1):.3f}, eigenvalues {cp.lambda_min:+.3f}, {cp.lambda_max:+.3f} -> "
+        f"{cp.kind} ({cp.semidefinite} semidefinite: a minimum, but a degenerate one)"
+    )
     print()
 
 
 def lecture_through_mlp(hessx: Any, show: Callable[..., None]) -> None:
     from hessx.models import MLP
 
-    print("3. The same network through the MLP code path: y = w1 * w2 * x, one example x = 1, y = 1")
+    print(
+        "3. The same network through the MLP code path: y = w1 * w2 * x, one example x = 1, y = 1"
+    )
     net = MLP([1, 1, 1], activation="identity", bias=False, loss="mse", dtype=np.float64)
     X, y = np.array([[1.0]]), np.array([[1.0]])
     w0 = np.zeros(2)
@@ -54,15 +64,19 @@ def lecture_through_mlp(hessx: Any, show: Callable[..., None]) -> None:
     print(f"  MLP loss at (0, 0) = {loss:.3f}, gradient = {grad} (exact, from backpropagation)")
     show("H", dense)
     cp = hessx.classify(H, grad=grad)
-    print(f"  classify: {cp.kind}, eigenvalues {cp.lambda_min:+.3f}, {cp.lambda_max:+.3f}, "
-          f"escape direction {np.round(cp.escape_direction, 4)}")
+    print(
+        f"  classify: {cp.kind}, eigenvalues {cp.lambda_min:+.3f}, {cp.lambda_max:+.3f}, "
+        f"escape direction {np.round(cp.escape_direction, 4)}"
+    )
     step = hessx.escape_step(lambda w: net.loss(w, X, y), w0, cp.escape_direction, grad=grad)
     print(f"  escape step along (1, 1): L {step.loss_before:.3f} -> {step.loss_after:.3f}")
     w1 = np.ones(2)
     loss, grad = net.loss_and_grad(w1, X, y)
     cp = hessx.classify(net.hessian(w1, X, y), grad=grad)
-    print(f"  at (1, 1): L = {loss:.3f}, {cp.kind} ({cp.semidefinite} semidefinite), "
-          f"eigenvalues {cp.lambda_min:+.3f}, {cp.lambda_max:+.3f}")
+    print(
+        f"  at (1, 1): L = {loss:.3f}, {cp.kind} ({cp.semidefinite} semidefinite), "
+        f"eigenvalues {cp.lambda_min:+.3f}, {cp.lambda_max:+.3f}"
+    )
     print()
 
 
@@ -77,8 +91,10 @@ def trained_network(hessx: Any, show: Callable[..., None], *, quick: bool) -> No
         X, y = X[:300], y[:300]
     hidden = 8 if quick else 12
     net = MLP([64, hidden, 10], activation="tanh", loss="cross_entropy", dtype=np.float64)
-    print(f"4. A small network trained on the 8x8 digits: {net} ({net.n_params} parameters, "
-          f"{X.shape[0]} examples)")
+    print(
+        f"4. A small network trained on the 8x8 digits: {net} ({net.n_params} parameters, "
+        f"{X.shape[0]} examples)"
+    )
     params = net.init(rng=0)
     lr, gtol = 0.5, 2e-4
     max_steps = 1500 if quick else 6000
@@ -91,20 +107,29 @@ def trained_network(hessx: Any, show: Callable[..., None], *, quick: bool) -> No
         params = params - lr * grad
         if step % 500 == 0:
             print(f"  step {step:5d}: loss {loss:.5f}, |grad| {gnorm:.2e}", flush=True)
-    print(f"  stopped after {step} gradient steps ({time.perf_counter() - start:.1f} s): "
-          f"loss {loss:.5f}, |grad| {gnorm:.2e}")
+    print(
+        f"  stopped after {step} gradient steps ({time.perf_counter() - start:.1f} s): "
+        f"loss {loss:.5f}, |grad| {gnorm:.2e}"
+    )
     H = net.hessian(params, X, y)
     cp = hessx.classify(H, grad=grad, gtol=max(gtol, 1.01 * gnorm), rng=0)
-    print(f"  classify (gtol = {max(gtol, 1.01 * gnorm):.1e}): {cp.kind}; lambda_min = "
-          f"{cp.lambda_min:+.3e}, lambda_max = {cp.lambda_max:+.3e}, zero threshold {cp.tol:.1e}")
+    print(
+        f"  classify (gtol = {max(gtol, 1.01 * gnorm):.1e}): {cp.kind}; lambda_min = "
+        f"{cp.lambda_min:+.3e}, lambda_max = {cp.lambda_max:+.3e}, zero threshold {cp.tol:.1e}"
+    )
     ratio = hessx.minimum_ratio(H)
     f = ratio.fractions
-    print(f"  minimum ratio ({ratio.method}): {ratio.value:.3f}; eigenvalues below -tol {f.below[0]:.3f}, "
-          f"within +-tol {f.within[0]:.3f}, above +tol {f.above[0]:.3f} (tol = {ratio.tol:.1e})")
+    print(
+        f"  minimum ratio ({ratio.method}): {ratio.value:.3f}; eigenvalues below -tol {f.below[0]:.3f}, "
+        f"within +-tol {f.within[0]:.3f}, above +tol {f.above[0]:.3f} (tol = {ratio.tol:.1e})"
+    )
     if cp.escape_direction is not None:
-        s = hessx.escape_step(lambda w: net.loss(w, X, y), params, cp.escape_direction, grad=grad,
-                              max_step=1.0)
-        print(f"  escape step along the negative-curvature direction: loss {s.loss_before:.6f} -> "
-              f"{s.loss_after:.6f} (step {s.step:+.3f})")
+        s = hessx.escape_step(
+            lambda w: net.loss(w, X, y), params, cp.escape_direction, grad=grad, max_step=1.0
+        )
+        print(
+            f"  escape step along the negative-curvature direction: loss {s.loss_before:.6f} -> "
+            f"{s.loss_after:.6f} (step {s.step:+.3f})"
+        )
     else:
         print("  no direction of negative curvature: nothing to escape along")

@@ -22,7 +22,9 @@ def as_generator(rng: Any) -> np.random.Generator:
         return np.random.default_rng(int(rng))
     if isinstance(rng, np.random.RandomState):
         return np.random.default_rng(rng.randint(0, 2**31 - 1))
-    raise TypeError(f"rng must be None, an int or a numpy.random.Generator, got {type(rng).__name__}")
+    raise TypeError(
+        f"rng must be None, an int or a numpy.random.Generator, got {type(rng).__name__}"
+    )
 
 
 def seed_from(rng: Any) -> int:

@@ -63,7 +63,9 @@ class CriticalPoint:
         return self.kind != "not_critical"
 
 
-def _extremes(A: Any, op: Any, rng: Any, dense_limit: int) -> tuple[float, float, np.ndarray, float, float, str]:
+def _extremes(
+    A: Any, op: Any, rng: Any, dense_limit: int
+) -> tuple[float, float, np.ndarray, float, float, str]:
     n = op.shape[0]
     if n <= dense_limit:
         w, v = np.linalg.eigh(to_dense(A, op))

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -70,17 +71,23 @@ def bench(args: argparse.Namespace) -> int:
             t_ref, y_ref = _timeit(ref, args.repeat)
             t_ours, y_ours = _timeit(ours, args.repeat)
             assert np.allclose(y_ref, y_ours, rtol=1e-10, atol=1e-10), "results disagree"
-            print(f"{name:28s} {label:22s} {t_ref*1e3:8.2f}ms {t_ours*1e3:8.2f}ms {t_ref/t_ours:8.2f}x")
+            print(
+                f"{name:28s} {label:22s} {t_ref * 1e3:8.2f}ms {t_ours * 1e3:8.2f}ms {t_ref / t_ours:8.2f}x"
+            )
         for which in ("LA", "SA"):
             v0 = np.random.default_rng(2).standard_normal(A.shape[0])
-            t_ref, (w_ref, _) = _timeit(lambda A=A, which=which, v0=v0: spla.eigsh(
-                A, k=6, which=which, tol=1e-8, v0=v0), 1)
-            t_ours, (w_ours, _) = _timeit(lambda op=op, which=which, v0=v0: hessx.eigsh(
-                op, k=6, which=which, tol=1e-8, v0=v0), 1)
+            t_ref, (w_ref, _) = _timeit(
+                partial(spla.eigsh, A, k=6, which=which, tol=1e-8, v0=v0), 1
+            )
+            t_ours, (w_ours, _) = _timeit(
+                partial(hessx.eigsh, op, k=6, which=which, tol=1e-8, v0=v0), 1
+            )
             agree = np.allclose(np.sort(w_ref), np.sort(w_ours), rtol=1e-6, atol=1e-6)
             mark = "" if agree else "  (eigenvalues DISAGREE)"
-            print(f"{name:28s} {'eigsh k=6 ' + which + ' tol=1e-8':22s} "
-                  f"{t_ref:9.3f}s {t_ours:9.3f}s {t_ref/t_ours:8.2f}x{mark}")
+            print(
+                f"{name:28s} {'eigsh k=6 ' + which + ' tol=1e-8':22s} "
+                f"{t_ref:9.3f}s {t_ours:9.3f}s {t_ref / t_ours:8.2f}x{mark}"
+            )
     return 0
 
 

@@ -28,8 +28,13 @@ class NoConvergence(ArpackNoConvergence):
     `LanczosResult`, unconverged pairs included.
     """
 
-    def __init__(self, msg: str, eigenvalues: np.ndarray, eigenvectors: np.ndarray | None,
-                 result: LanczosResult | None = None) -> None:
+    def __init__(
+        self,
+        msg: str,
+        eigenvalues: np.ndarray,
+        eigenvectors: np.ndarray | None,
+        result: LanczosResult | None = None,
+    ) -> None:
         super().__init__(msg, eigenvalues, eigenvectors)
         self.result = result
 
@@ -68,8 +73,16 @@ class LanczosResult:
 
 
 def _solve(
-    A: Any, k: Any, which: Any, v0: Any, ncv: Any, maxiter: Any, tol: Any, rng: Any,
-    want_vectors: bool, progress: bool,
+    A: Any,
+    k: Any,
+    which: Any,
+    v0: Any,
+    ncv: Any,
+    maxiter: Any,
+    tol: Any,
+    rng: Any,
+    want_vectors: bool,
+    progress: bool,
 ) -> tuple[LanczosResult, np.dtype]:
     op = as_operator(A)
     n = op.shape[0]

@@ -103,7 +103,9 @@ def escape_step(
     max_step = nonnegative_float(max_step, "max_step")
     if max_step == 0.0:
         raise ValueError("max_step must be positive")
-    step0 = max_step / 16 if initial_step is None else nonnegative_float(initial_step, "initial_step")
+    step0 = (
+        max_step / 16 if initial_step is None else nonnegative_float(initial_step, "initial_step")
+    )
     if not 0.0 < step0 <= max_step:
         raise ValueError(f"initial_step must be in (0, max_step={max_step}], got {step0}")
     shrink = nonnegative_float(shrink, "shrink")

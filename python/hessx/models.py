@@ -123,11 +123,15 @@ class MLP:
         if any(isinstance(s, bool) or int(s) != s for s in sizes):
             raise TypeError(f"sizes must be a sequence of ints, got {sizes!r}")
         if len(sizes_list) < 2:
-            raise ValueError(f"sizes must have at least two layers (input and output), got {sizes_list}")
+            raise ValueError(
+                f"sizes must have at least two layers (input and output), got {sizes_list}"
+            )
         if any(s <= 0 for s in sizes_list):
             raise ValueError(f"sizes must all be positive, got {sizes_list}")
         if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+            raise ValueError(
+                f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}"
+            )
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         if not isinstance(bias, (bool, np.bool_)):
@@ -156,7 +160,9 @@ class MLP:
     def _params(self, params: Any, name: str = "params") -> np.ndarray:
         p = _lossless(params, self.dtype, name)
         if p.ndim != 1 or p.shape[0] != self.n_params:
-            raise ValueError(f"{name} must be a vector of length n_params = {self.n_params}, got shape {p.shape}")
+            raise ValueError(
+                f"{name} must be a vector of length n_params = {self.n_params}, got shape {p.shape}"
+            )
         return p
 
     def _data(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -173,11 +179,17 @@ class MLP:
                 if not np.all(np.isfinite(ya)) or not np.all(ya == np.round(ya)):
                     raise ValueError("y must hold integer class labels for cross_entropy")
             elif ya.dtype.kind not in "iub":
-                raise ValueError(f"y must hold integer class labels for cross_entropy, got dtype {ya.dtype}")
+                raise ValueError(
+                    f"y must hold integer class labels for cross_entropy, got dtype {ya.dtype}"
+                )
             if ya.shape != (batch,):
-                raise ValueError(f"y must have shape ({batch},) (one label per row of X), got {ya.shape}")
+                raise ValueError(
+                    f"y must have shape ({batch},) (one label per row of X), got {ya.shape}"
+                )
             if ya.size and (ya.min() < 0 or ya.max() >= n_out):
-                raise ValueError(f"y: class labels must be in 0..{n_out - 1}, got range {ya.min()}..{ya.max()}")
+                raise ValueError(
+                    f"y: class labels must be in 0..{n_out - 1}, got range {ya.min()}..{ya.max()}"
+                )
             return Xa, np.ascontiguousarray(ya, dtype=np.int64)
         ya = _lossless(ya, self.dtype, "y")
         if ya.ndim == 1 and n_out == 1:
@@ -215,12 +227,16 @@ class MLP:
     def hessian(self, params: Any, X: Any, y: Any) -> ModelOperator:
         """The Hessian at (params, X, y) as an operator; products stay in Rust."""
         Xa, ya = self._data(X, y)
-        return ModelOperator(self._core.operator(self._params(params), Xa, ya, False), self.dtype, "hessian")
+        return ModelOperator(
+            self._core.operator(self._params(params), Xa, ya, False), self.dtype, "hessian"
+        )
 
     def ggn(self, params: Any, X: Any, y: Any) -> ModelOperator:
         """The Gauss–Newton matrix at (params, X, y) as an operator."""
         Xa, ya = self._data(X, y)
-        return ModelOperator(self._core.operator(self._params(params), Xa, ya, True), self.dtype, "ggn")
+        return ModelOperator(
+            self._core.operator(self._params(params), Xa, ya, True), self.dtype, "ggn"
+        )
 
     def unflatten(self, params: Any) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """Per-layer ``(W, b)`` views of the flat vector (W of shape (in, out); b None without bias)."""
@@ -242,4 +258,3 @@ def load_digits(dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
         X = data["images"].astype(np.dtype(dtype)) / 16
         y = data["labels"].astype(np.int64)
     return np.ascontiguousarray(X, dtype=np.dtype(dtype)), y
-

@@ -238,7 +238,9 @@ def as_operator(obj: Any, n: int | None = None) -> HessxOperator:
         return DenseOperator(obj)
     if callable(obj):
         if n is None:
-            raise TypeError("n is required to turn a callable into an operator: as_operator(f, n=...)")
+            raise TypeError(
+                "n is required to turn a callable into an operator: as_operator(f, n=...)"
+            )
         return CallableOperator(n, obj)
     raise TypeError(
         "A must be an ndarray, a SciPy sparse matrix, a LinearOperator, a hessx operator or "

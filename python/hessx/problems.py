@@ -19,7 +19,10 @@ def _laplacian_1d(m: int) -> sp.csr_array:
 
 
 def laplacian_3d(
-    m: int, *, weights: tuple[float, float, float] = (1.0, 1.0, 1.0), shift: float = 0.0,
+    m: int,
+    *,
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    shift: float = 0.0,
     index_dtype: Any = np.int32,
 ) -> sp.csr_array:
     """The 7-point Dirichlet Laplacian on an m x m x m grid, ``sum_d weights[d] * L_d - shift * I``.
@@ -48,7 +51,9 @@ def laplacian_3d_eigenvalues(
     """All eigenvalues of `laplacian_3d`, ascending: sums of ``w_d (2 - 2 cos(pi j / (m + 1)))``."""
     one = 2.0 - 2.0 * np.cos(np.pi * np.arange(1, m + 1) / (m + 1))
     total = (
-        weights[0] * one[:, None, None] + weights[1] * one[None, :, None] + weights[2] * one[None, None, :]
+        weights[0] * one[:, None, None]
+        + weights[1] * one[None, :, None]
+        + weights[2] * one[None, None, :]
     )
     return np.sort(total.ravel()) - shift
 

@@ -59,8 +59,10 @@ impl CsrArrays {
         data: &Bound<'_, PyAny>,
         check_symmetric: bool,
     ) -> PyResult<Self> {
-        let index_i32 = indptr.cast::<PyArray1<i32>>().is_ok() && indices.cast::<PyArray1<i32>>().is_ok();
-        let index_i64 = indptr.cast::<PyArray1<i64>>().is_ok() && indices.cast::<PyArray1<i64>>().is_ok();
+        let index_i32 =
+            indptr.cast::<PyArray1<i32>>().is_ok() && indices.cast::<PyArray1<i32>>().is_ok();
+        let index_i64 =
+            indptr.cast::<PyArray1<i64>>().is_ok() && indices.cast::<PyArray1<i64>>().is_ok();
         let data_f64 = data.cast::<PyArray1<f64>>().is_ok();
         let data_f32 = data.cast::<PyArray1<f32>>().is_ok();
         let typed = |e: pyo3::CastError<'_, '_>| PyTypeError::new_err(e.to_string());
@@ -92,7 +94,11 @@ impl CsrArrays {
             }
         };
         let layout = with_csr!(py, n, &buffers, None, |csr| {
-            let rtol = if data_f32 { SYMMETRY_RTOL_F32 } else { SYMMETRY_RTOL_F64 };
+            let rtol = if data_f32 {
+                SYMMETRY_RTOL_F32
+            } else {
+                SYMMETRY_RTOL_F64
+            };
             py.detach(|| {
                 super::pool::install(|| {
                     if check_symmetric {
@@ -107,6 +113,12 @@ impl CsrArrays {
     }
 
     pub fn with_op<R>(&self, py: Python<'_>, f: impl FnOnce(&dyn SymOp) -> R) -> PyResult<R> {
-        Ok(with_csr!(py, self.n, &self.buffers, Some(&self.layout), |csr| f(&csr)))
+        Ok(with_csr!(
+            py,
+            self.n,
+            &self.buffers,
+            Some(&self.layout),
+            |csr| f(&csr)
+        ))
     }
 }

@@ -49,7 +49,9 @@ impl DenseArrays {
         } else if let Ok(m) = matrix.cast::<PyArray2<f32>>() {
             Buffer::F32(m.clone().unbind())
         } else {
-            return Err(PyTypeError::new_err("M must be a float32 or float64 2-D NumPy array"));
+            return Err(PyTypeError::new_err(
+                "M must be a float32 or float64 2-D NumPy array",
+            ));
         };
         let rtol = match buffer {
             Buffer::F64(_) => SYMMETRY_RTOL_F64,
@@ -61,8 +63,20 @@ impl DenseArrays {
         });
         // Full validation (finite values, symmetry) once.
         match &buffer {
-            Buffer::F64(m) => validate(py, m.bind(py).readonly().as_slice(), n, check_symmetric, rtol)?,
-            Buffer::F32(m) => validate(py, m.bind(py).readonly().as_slice(), n, check_symmetric, rtol)?,
+            Buffer::F64(m) => validate(
+                py,
+                m.bind(py).readonly().as_slice(),
+                n,
+                check_symmetric,
+                rtol,
+            )?,
+            Buffer::F32(m) => validate(
+                py,
+                m.bind(py).readonly().as_slice(),
+                n,
+                check_symmetric,
+                rtol,
+            )?,
         }
         Ok(DenseArrays { n, buffer })
     }

@@ -48,7 +48,8 @@ fn slice<'a, T: Element>(array: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyRe
 /// Borrow (params, x, y) in the model's dtype and call `$body` with slices.
 macro_rules! with_inputs {
     ($py:expr, $T:ty, $params:expr, $x:expr, $y:expr, |$p:ident, $xs:ident, $ys:ident| $body:expr) => {{
-        let params: PyReadonlyArray1<'_, $T> = $params.extract().map_err(|_| dtype_error("params"))?;
+        let params: PyReadonlyArray1<'_, $T> =
+            $params.extract().map_err(|_| dtype_error("params"))?;
         let x: PyReadonlyArray1<'_, $T> = flat($x)?.extract().map_err(|_| dtype_error("X"))?;
         let $p = slice(&params, "params")?;
         let $xs = slice(&x, "X")?;
@@ -58,7 +59,9 @@ macro_rules! with_inputs {
             labels = l;
             Targets::Labels(slice(&labels, "y")?)
         } else {
-            values = flat($y)?.extract::<PyReadonlyArray1<'_, $T>>().map_err(|_| dtype_error("y"))?;
+            values = flat($y)?
+                .extract::<PyReadonlyArray1<'_, $T>>()
+                .map_err(|_| dtype_error("y"))?;
             Targets::Values(slice(&values, "y")?)
         };
         $body
@@ -102,7 +105,9 @@ impl MlpCore {
         let grad = PyArray1::<T>::zeros(py, self.mlp.n_params(), false);
         let loss = {
             let mut g = grad.readwrite();
-            let gs = g.as_slice_mut().map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let gs = g
+                .as_slice_mut()
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
             with_inputs!(py, T, params, x, y, |p, xs, ys| {
                 py.detach(|| super::pool::install(|| self.mlp.loss_and_grad(p, xs, ys, gs)))
                     .map_err(to_py)?
@@ -125,7 +130,9 @@ impl MlpCore {
         let out = PyArray1::<T>::zeros(py, self.mlp.n_params(), false);
         {
             let mut o = out.readwrite();
-            let os = o.as_slice_mut().map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let os = o
+                .as_slice_mut()
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
             with_inputs!(py, T, params, x, y, |p, xs, ys| {
                 py.detach(|| {
                     super::pool::install(|| {
@@ -226,9 +233,13 @@ impl MlpCore {
         gauss_newton: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         if is_f32(params) {
-            Ok(self.product_t::<f32>(py, params, x, y, v, gauss_newton)?.into_any())
+            Ok(self
+                .product_t::<f32>(py, params, x, y, v, gauss_newton)?
+                .into_any())
         } else {
-            Ok(self.product_t::<f64>(py, params, x, y, v, gauss_newton)?.into_any())
+            Ok(self
+                .product_t::<f64>(py, params, x, y, v, gauss_newton)?
+                .into_any())
         }
     }
 
@@ -261,4 +272,3 @@ impl MlpCore {
         }
     }
 }
-

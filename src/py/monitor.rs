@@ -82,11 +82,9 @@ impl Monitor for PyMonitor {
             return;
         }
         let width = 30;
-        let filled = if total == 0 {
-            width
-        } else {
-            (done.min(total) * width) / total
-        };
+        let filled = (done.min(total) * width)
+            .checked_div(total)
+            .unwrap_or(width);
         let mut stderr = std::io::stderr().lock();
         let _ = write!(
             stderr,
@@ -142,14 +140,11 @@ where
                 let _ = done_tx.send(());
                 out
             });
-            loop {
-                match done_rx.recv_timeout(POLL_INTERVAL) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                        if let Err(err) = Python::attach(|py| py.check_signals()) {
-                            monitor.store_raised(err);
-                        }
-                    }
-                    _ => break,
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                done_rx.recv_timeout(POLL_INTERVAL)
+            {
+                if let Err(err) = Python::attach(|py| py.check_signals()) {
+                    monitor.store_raised(err);
                 }
             }
             worker

@@ -4,7 +4,9 @@
 
 use std::sync::Mutex;
 
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -32,7 +34,13 @@ impl CallableOp {
         Error::Operator(msg)
     }
 
-    fn call_into(&self, function: &Py<PyAny>, x: &[f64], y: &mut [f64], shape: &[usize]) -> Result<()> {
+    fn call_into(
+        &self,
+        function: &Py<PyAny>,
+        x: &[f64],
+        y: &mut [f64],
+        shape: &[usize],
+    ) -> Result<()> {
         Python::attach(|py| {
             let input = PyArray1::from_slice(py, x);
             let input = input
@@ -56,12 +64,14 @@ impl CallableOp {
                 Err(_) => {
                     let flat = output
                         .call_method1("reshape", (y.len(),))
-                        .and_then(|f| f.extract::<PyReadonlyArray1<f64>>().map_err(Into::into))
+                        .and_then(|f| f.extract::<PyReadonlyArray1<f64>>())
                         .map_err(|e| self.fail(e))?;
                     flat
                 }
             };
-            let slice = values.as_slice().map_err(|e| self.fail(PyValueError::new_err(e.to_string())))?;
+            let slice = values
+                .as_slice()
+                .map_err(|e| self.fail(PyValueError::new_err(e.to_string())))?;
             y.copy_from_slice(slice);
             Ok(())
         })
@@ -200,8 +210,14 @@ impl RustOperator {
     }
 
     /// `A @ x` for a float64 vector.
-    fn matvec<'py>(&self, py: Python<'py>, x: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let xs = x.as_slice().map_err(|e| PyValueError::new_err(format!("x: {e}")))?;
+    fn matvec<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray1<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let xs = x
+            .as_slice()
+            .map_err(|e| PyValueError::new_err(format!("x: {e}")))?;
         if xs.len() != self.n {
             return Err(PyValueError::new_err(format!(
                 "x has length {}, expected {}",
@@ -212,7 +228,9 @@ impl RustOperator {
         let out = PyArray1::<f64>::zeros(py, self.n, false);
         {
             let mut out_rw = out.readwrite();
-            let ys = out_rw.as_slice_mut().map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let ys = out_rw
+                .as_slice_mut()
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
             let driver = self.driver();
             let result = self.with_op(py, |op| match driver {
                 Driver::CallingThread => op.apply(xs, ys),
@@ -224,7 +242,11 @@ impl RustOperator {
     }
 
     /// `A @ X` for a C-contiguous float64 `(n, k)` block.
-    fn matmat<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'py, f64>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    fn matmat<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let shape = x.shape();
         if shape[0] != self.n {
             return Err(PyValueError::new_err(format!(
@@ -233,15 +255,21 @@ impl RustOperator {
             )));
         }
         let ncols = shape[1];
-        let xs = x.as_slice().map_err(|e| PyValueError::new_err(format!("X: {e}")))?;
+        let xs = x
+            .as_slice()
+            .map_err(|e| PyValueError::new_err(format!("X: {e}")))?;
         let out = PyArray2::<f64>::zeros(py, [self.n, ncols], false);
         {
             let mut out_rw = out.readwrite();
-            let ys = out_rw.as_slice_mut().map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let ys = out_rw
+                .as_slice_mut()
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
             let driver = self.driver();
             let result = self.with_op(py, |op| match driver {
                 Driver::CallingThread => op.apply_block(xs, ys, ncols),
-                Driver::Pool => py.detach(|| super::pool::install(|| op.apply_block(xs, ys, ncols))),
+                Driver::Pool => {
+                    py.detach(|| super::pool::install(|| op.apply_block(xs, ys, ncols)))
+                }
             })?;
             result.map_err(|e| self.reraise(super::errors::to_py(e)))?;
         }

@@ -51,7 +51,9 @@ pub fn lanczos_solve<'py>(
     };
     let output = op
         .with_op(py, |sym| {
-            run_detached(py, op.driver(), progress, |monitor| lanczos(sym, &params, monitor))
+            run_detached(py, op.driver(), progress, |monitor| {
+                lanczos(sym, &params, monitor)
+            })
         })?
         .map_err(|e| op.reraise(e))?;
 
