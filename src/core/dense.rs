@@ -200,6 +200,7 @@ impl<T: Value> SymOp for DenseRef<'_, T> {
         check_len("x", x.len(), self.n)?;
         check_len("y", y.len(), self.n)?;
         self.matvec(x, y);
+        crate::core::simd_state::clear_upper_state_all_threads();
         Ok(())
     }
 
@@ -215,6 +216,7 @@ impl<T: Value> SymOp for DenseRef<'_, T> {
         }
         if ncols == 1 {
             self.matvec(x, y);
+            crate::core::simd_state::clear_upper_state_all_threads();
             return Ok(());
         }
         match T::as_f64_slice(self.data) {
@@ -228,6 +230,7 @@ impl<T: Value> SymOp for DenseRef<'_, T> {
             ),
             None => self.block_product_widened(x, y, ncols),
         }
+        crate::core::simd_state::clear_upper_state_all_threads();
         Ok(())
     }
 }

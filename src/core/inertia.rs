@@ -199,6 +199,7 @@ fn factor_inertia(
         MemStack::new(&mut scratch),
         Default::default(),
     );
+    crate::core::simd_state::clear_upper_state_all_threads();
     let mut inertia = Inertia {
         negative: 0,
         zero: 0,

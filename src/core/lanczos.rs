@@ -851,6 +851,7 @@ fn combine_in_place(basis: &mut [f64], n: usize, m: usize, y: &[f64], q: usize) 
             }
         },
     );
+    crate::core::simd_state::clear_upper_state_all_threads();
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod lanczos;
 pub mod mlp;
 pub mod monitor;
 pub mod op;
+pub mod simd_state;
 pub mod slq;
 pub mod trace;
 pub mod tridiag;

@@ -140,6 +140,7 @@ pub fn hutchpp(
     let q = Mat::<f64>::from_fn(n, k, |i, j| range[i * k + j])
         .qr()
         .compute_thin_Q();
+    crate::core::simd_state::clear_upper_state_all_threads();
     let q_rows: Vec<f64> = (0..n)
         .flat_map(|i| (0..k).map(move |j| (i, j)))
         .map(|(i, j)| q[(i, j)])

@@ -37,6 +37,7 @@ pub fn sym_eig(a: &[f64], n: usize) -> Result<SymEig> {
     let eig = m
         .self_adjoint_eigen(Side::Lower)
         .map_err(|e| Error::Operator(format!("symmetric eigensolver did not converge: {e:?}")))?;
+    crate::core::simd_state::clear_upper_state_all_threads();
     let s = eig.S();
     let u = eig.U();
     let values: Vec<f64> = (0..n).map(|i| s[i]).collect();

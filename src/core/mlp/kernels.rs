@@ -40,7 +40,13 @@ pub fn gemm<T: Real>(dst: MatMut<'_, T>, accumulate: bool, lhs: MatRef<'_, T>, r
     } else {
         Accum::Replace
     };
+    let parallel = matches!(par, Par::Rayon(_));
     matmul(dst, beta, lhs, rhs, T::cast(1.0), par);
+    if parallel {
+        crate::core::simd_state::clear_upper_state_all_threads();
+    } else {
+        crate::core::simd_state::clear_upper_state();
+    }
 }
 
 /// Every row of the row-major `dst` (width `row.len()`) set to `row`.
