@@ -6,11 +6,12 @@ Each benchmark asserts that the two answers agree before it reports a time.
 
 import time
 
-import hessx
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 from conftest import CountingOperator, max_residual
+
+import hessx
 
 
 def _x(n, seed=0):

@@ -8,8 +8,9 @@ import time
 
 import numpy as np
 import pytest
-from hessx.problems import laplacian_3d, random_symmetric
 from scipy.sparse.linalg import LinearOperator
+
+from hessx.problems import laplacian_3d, random_symmetric
 
 SMALL = os.environ.get("HESSX_BENCH_SMALL") == "1"
 M_LARGE = 30 if SMALL else 100  # 100^3 = 1,000,000 rows

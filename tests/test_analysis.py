@@ -1,9 +1,10 @@
 """classify, minimum_ratio and escape_step, against the lecture and dense references."""
 
-import hessx
 import numpy as np
 import pytest
 from conftest import random_symmetric_dense
+
+import hessx
 from hessx._demo import lecture_hessian
 from hessx.problems import laplacian_3d, laplacian_3d_eigenvalues, lecture_loss
 

@@ -1,11 +1,12 @@
 """eigsh / lanczos against NumPy eigh, analytic spectra and SciPy eigsh."""
 
-import hessx
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from conftest import random_symmetric_dense
+
+import hessx
 from hessx.problems import laplacian_3d, laplacian_3d_eigenvalues, random_symmetric
 
 WHICH = ["LA", "SA", "LM", "SM", "BE"]

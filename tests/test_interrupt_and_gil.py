@@ -8,9 +8,10 @@ import textwrap
 import threading
 import time
 
-import hessx
 import numpy as np
 import pytest
+
+import hessx
 from hessx.problems import laplacian_3d
 
 LONG_SOLVE = {

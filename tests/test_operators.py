@@ -1,14 +1,15 @@
 """Operators: products against NumPy/SciPy, zero-copy borrowing, validation messages."""
 
-import hessx
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from conftest import random_symmetric_dense
-from hessx.problems import laplacian_3d, random_symmetric
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
+
+import hessx
+from hessx.problems import laplacian_3d, random_symmetric
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

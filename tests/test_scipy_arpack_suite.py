@@ -4,8 +4,9 @@ The test module ships with SciPy; we import it and replace its ``eigsh`` by
 ours, so these are SciPy's assertions, unmodified.
 """
 
-import hessx
 import pytest
+
+import hessx
 
 arpack_tests = pytest.importorskip("scipy.sparse.linalg._eigen.arpack.tests.test_arpack")
 

@@ -95,6 +95,11 @@ pub struct SlqParams {
     pub n_steps: usize,
     pub seed: u64,
     pub probe: ProbeKind,
+    /// Index of the first probe: the run computes probes
+    /// `first_probe..first_probe + n_probes` of the stream of `seed`. Runs over
+    /// consecutive ranges, concatenated, equal one run over their union bit
+    /// for bit (how probes are spread over machines).
+    pub first_probe: usize,
 }
 
 /// Per probe p: the Gauss rule (`nodes[p]` ascending, `weights[p]` summing to
@@ -352,7 +357,10 @@ pub fn slq(op: &dyn SymOp, params: &SlqParams, monitor: &dyn Monitor) -> Result<
                parallel_ops: bool,
                check: &dyn Fn() -> Result<()>|
      -> Result<(Vec<f64>, Vec<f64>)> {
-        let z = probe_vector(params.seed, p, n, params.probe);
+        let index = params.first_probe.checked_add(p).ok_or_else(|| {
+            Error::invalid("first_probe", "first_probe + n_probes overflows usize")
+        })?;
+        let z = probe_vector(params.seed, index, n, params.probe);
         lanczos_probe(op, z, m, parallel_ops, check)
     };
     let mut tridiagonals = Vec::with_capacity(n_probes);
@@ -1068,6 +1076,7 @@ pub(crate) mod tests {
                     n_steps: 80,
                     seed,
                     probe: kind,
+                    first_probe: 0,
                 };
                 let out = slq(&op, &p, &Silent).unwrap();
                 results.push(intervals.map(|(lo, hi, _)| {
