@@ -49,6 +49,9 @@ def test_spmm8(benchmark, request, problem, impl):
     np.testing.assert_allclose(Y, A @ X, rtol=1e-12, atol=1e-12)
 
 
+_REFERENCE: dict = {}
+
+
 def _solve(impl, A, which, tol, v0, budget_s=None):
     if impl == "scipy":
         counter = CountingOperator(A, budget_s)
@@ -70,8 +73,10 @@ def test_eigsh_100k(benchmark, request, problem, which, tol, impl):
     w, v, n_matvec = benchmark.pedantic(
         lambda: _solve(impl, A, which, tol, v0), rounds=1, iterations=1
     )
-    w_ref = spla.eigsh(A, k=6, which=which, tol=tol, v0=v0, return_eigenvectors=False)
-    np.testing.assert_allclose(np.sort(w), np.sort(w_ref), rtol=1e-6, atol=1e-8)
+    key = (problem, which, tol)
+    if key not in _REFERENCE:  # the SciPy run of the pair doubles as the reference
+        _REFERENCE[key] = w if impl == "scipy" else _solve("scipy", A, which, tol, v0)[0]
+    np.testing.assert_allclose(np.sort(w), np.sort(_REFERENCE[key]), rtol=1e-6, atol=1e-8)
     benchmark.extra_info["n_matvec"] = n_matvec
     benchmark.extra_info["max_rel_residual"] = max_residual(A, w, v)
 
@@ -108,3 +113,14 @@ def test_eigsh_1m(benchmark, request, problem, which):
         np.testing.assert_allclose(np.sort(res.eigenvalues), np.sort(w_ref), rtol=1e-6, atol=1e-8)
     except TimeoutError as exc:
         benchmark.extra_info["scipy_s"] = f">25 ({exc})"
+
+
+def test_memory_bandwidth(benchmark):
+    """The physical limit for SpMV on this machine: a 2 x 128 MiB streaming copy (NumPy)."""
+    src = np.ones(16 * 1024 * 1024)
+    dst = np.empty_like(src)
+    benchmark.group = "memory bandwidth"
+    benchmark(np.copyto, dst, src)
+    benchmark.extra_info["copy GB/s (read + write)"] = (
+        2 * src.nbytes / benchmark.stats.stats.median / 1e9
+    )

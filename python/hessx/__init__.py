@@ -11,6 +11,7 @@ from .analysis import CriticalPoint, Fractions, MinimumRatio, classify, minimum_
 from .eigen import LanczosResult, NoConvergence, eigsh, lanczos
 from .escape import EscapeStep, escape_step
 from .operators import CallableOperator, CsrOperator, DenseOperator, HessxOperator, as_operator
+from .spectrum import SpectralDensity, spectral_density, trace
 
 __version__: str = _hessx.__version__
 
@@ -34,6 +35,9 @@ __all__ = [
     "minimum_ratio",
     "models",
     "set_num_threads",
+    "SpectralDensity",
+    "spectral_density",
+    "trace",
 ]
 
 

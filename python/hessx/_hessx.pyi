@@ -43,6 +43,64 @@ def lanczos_solve(
     want_vectors: bool,
     progress: bool,
 ) -> dict[str, Any]: ...
+@final
+class SlqResult:
+    @staticmethod
+    def from_arrays(
+        n: int,
+        nodes: list[npt.NDArray[np.float64]],
+        weights: list[npt.NDArray[np.float64]],
+        alpha: list[npt.NDArray[np.float64]],
+        beta: list[npt.NDArray[np.float64]],
+        residuals: list[npt.NDArray[np.float64]],
+    ) -> SlqResult: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def n_probes(self) -> int: ...
+    @property
+    def nodes(self) -> list[npt.NDArray[np.float64]]: ...
+    @property
+    def weights(self) -> list[npt.NDArray[np.float64]]: ...
+    @property
+    def alpha(self) -> list[npt.NDArray[np.float64]]: ...
+    @property
+    def beta(self) -> list[npt.NDArray[np.float64]]: ...
+    @property
+    def residuals(self) -> list[npt.NDArray[np.float64]]: ...
+    def count_fraction(self, lo: float, hi: float) -> dict[str, float]: ...
+    def density(self, grid: npt.NDArray[np.float64], sigma: float) -> npt.NDArray[np.float64]: ...
+
+def slq_run(
+    op: RustOperator,
+    n_probes: int,
+    n_steps: int,
+    seed: int,
+    probe: str,
+    first_probe: int,
+    progress: bool,
+) -> SlqResult: ...
+def hutchinson_run(
+    op: RustOperator, n_probes: int, seed: int, first_probe: int, progress: bool
+) -> npt.NDArray[np.float64]: ...
+def hutchpp_run(op: RustOperator, n_matvecs: int, seed: int, progress: bool) -> tuple[float, float]: ...
+def inertia_counts(
+    n: int,
+    indptr: npt.NDArray[Any],
+    indices: npt.NDArray[Any],
+    data: npt.NDArray[Any],
+    tol: float,
+) -> tuple[int, int, int]: ...
+def inertia_of(
+    n: int,
+    indptr: npt.NDArray[Any],
+    indices: npt.NDArray[Any],
+    data: npt.NDArray[Any],
+    shift: float,
+) -> tuple[int, int, int]: ...
+def factor_size(
+    n: int, indptr: npt.NDArray[Any], indices: npt.NDArray[Any], data: npt.NDArray[Any]
+) -> tuple[int, int]: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 

@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._dense import DENSE_LIMIT, to_dense
 from ._validation import finite_vector, nonnegative_float
 from .eigen import NoConvergence, lanczos
-from .operators import as_operator
+from . import _hessx
+from .operators import CsrOperator, DenseOperator, as_operator
 
 __all__ = ["classify", "CriticalPoint", "minimum_ratio", "MinimumRatio", "Fractions"]
 
@@ -214,6 +216,54 @@ class MinimumRatio:
     fractions: Fractions
 
 
+# SLQ cannot place a threshold closer to an eigenvalue cluster than the
+# cluster's Ritz residuals (~1e-5 of the spectrum's scale after 80 steps for a
+# converged cluster at zero): its error bar there is honest but wide. Its
+# default tol is therefore relative 1e-4 (or the dtype's sqrt(eps), if larger).
+SLQ_RTOL = 1e-4
+# Peak memory allowed for the sparse LDLᵀ of method "inertia" (symbolic estimate).
+DEFAULT_MAX_MEMORY = 4 * 2**30
+MINIMUM_RATIO_METHODS = ("auto", "exact", "inertia", "slq")
+
+
+def _csr_arrays(matrix: Any) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """(n, indptr, indices, data) of a square matrix in the dtypes the Rust side takes."""
+    csr = sp.csr_array(matrix)
+    data = csr.data
+    if data.dtype not in (np.float32, np.float64):
+        data = data.astype(np.float64)
+    indptr, indices = csr.indptr, csr.indices
+    if indptr.dtype != indices.dtype or indices.dtype not in (np.int32, np.int64):
+        indptr, indices = indptr.astype(np.int64), indices.astype(np.int64)
+    return (
+        int(csr.shape[0]),
+        np.ascontiguousarray(indptr),
+        np.ascontiguousarray(indices),
+        np.ascontiguousarray(data),
+    )
+
+
+def _explicit_sparse(A: Any, op: Any) -> Any:
+    """The sparse matrix behind A, or None for dense and matrix-free operators."""
+    if sp.issparse(A):
+        return A
+    if isinstance(op, CsrOperator):
+        return op.matrix
+    return None
+
+
+def _spectral_scale(op: Any, matrix: Any, rng: Any) -> float:
+    """max |lambda| (two extreme Ritz values; a Gershgorin bound if they do not converge)."""
+    try:
+        result = lanczos(op, k=2, which="BE", tol=1e-6, rng=rng)
+        if result.all_converged:
+            return float(np.max(np.abs(result.eigenvalues)))
+    except NoConvergence:
+        pass
+    row_sums = np.asarray(abs(sp.csr_array(matrix)).sum(axis=1), dtype=np.float64)
+    return float(row_sums.max()) if row_sums.size else 0.0
+
+
 def minimum_ratio(
     A: Any,
     *,
@@ -221,21 +271,42 @@ def minimum_ratio(
     tol: float | None = None,
     rng: Any = None,
     dense_limit: int = DENSE_LIMIT,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    n_probes: int = 30,
+    n_steps: int | None = None,
+    progress: bool = False,
+    executor: Any = None,
 ) -> MinimumRatio:
     """The minimum ratio: the share of eigenvalues of ``A`` that are > tol.
 
     Parameters
     ----------
     A : ndarray, sparse matrix, LinearOperator or hessx operator
-    method : {"auto", "exact", "slq"}
-        "exact" computes all eigenvalues densely; "auto" uses it up to
-        ``dense_limit`` rows.
+    method : {"auto", "exact", "inertia", "slq"}
+        "exact" computes all eigenvalues densely. "inertia" counts them exactly
+        for an explicit sparse matrix by Sylvester's law of inertia (the pivot
+        signs of sparse LDLᵀ factorisations of ``A - tol I`` and ``A + tol I``).
+        "slq" estimates the counts by stochastic Lanczos quadrature
+        (`hessx.spectral_density`), with a standard error that covers both the
+        sampling and the quadrature error. "auto" picks "exact" up to
+        ``dense_limit`` rows, else "inertia" for a sparse matrix whose factor
+        fits in ``max_memory`` bytes, else "slq"; ``.method`` says which ran.
     tol : float, optional
-        Eigenvalues within ``±tol`` count as zero. Default: ``sqrt(eps) * max|lambda|``
-        for the operator's dtype, so rounding noise around exact zeros (a
-        network's symmetries give many) is not counted as positive.
+        Eigenvalues within ``±tol`` count as zero. Default, relative to the
+        spectrum's scale ``max|lambda|`` (so rounding noise around exact
+        zeros, which a network's symmetries give many of, is not counted as
+        positive): ``sqrt(eps) * max|lambda|`` for the operator's dtype
+        ("exact", "inertia"; the inertia counts are reliable from about
+        ``1e-8 * max|A|``); ``max(sqrt(eps), 1e-4) * max|lambda|`` for "slq",
+        whose error bar is wide for thresholds closer to an eigenvalue cluster
+        than the cluster's Ritz residuals (about ``1e-5 * max|lambda|`` after
+        80 steps). Pass ``tol`` to compare methods at one threshold.
     rng : None, int or Generator
     dense_limit : int, default 2000
+    max_memory : int, default 4 GiB
+        Bytes the inertia method's factorisation may take (symbolic estimate).
+    n_probes, n_steps, progress, executor
+        For "slq": see `hessx.spectral_density`.
 
     Examples
     --------
@@ -243,22 +314,96 @@ def minimum_ratio(
     >>> r = hessx.minimum_ratio(np.diag([3.0, 1.0, 0.0, -2.0]))
     >>> r.value, r.fractions.within
     (0.5, (0.25, 0.0))
+    >>> from hessx.problems import laplacian_3d
+    >>> r = hessx.minimum_ratio(laplacian_3d(20, shift=6.0), method="inertia", tol=1e-6)
+    >>> r.method, r.value
+    ('inertia', 0.49775)
     """
     op = as_operator(A)
     n = op.shape[0]
-    if method not in ("auto", "exact", "slq"):
-        raise ValueError(f"method must be 'auto', 'exact' or 'slq', got {method!r}")
+    if method not in MINIMUM_RATIO_METHODS:
+        raise ValueError(
+            f"method must be 'auto', 'exact', 'inertia' or 'slq', got {method!r}"
+        )
     if tol is not None:
         tol = nonnegative_float(tol, "tol")
-    if method == "slq" or (method == "auto" and n > dense_limit):
-        raise NotImplementedError(
-            "minimum_ratio: the 'slq' method is not available yet; use method='exact' "
-            f"(dense eigenvalues, affordable up to a few thousand rows; this operator has n={n})"
+    if isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)):
+        raise TypeError(f"max_memory must be an int (bytes), got {type(max_memory).__name__}")
+    if max_memory <= 0:
+        raise ValueError(f"max_memory must be positive, got {max_memory}")
+    eps = float(np.finfo(np.dtype(op.dtype)).eps)
+
+    chosen = method
+    csr = None
+    matrix = None
+    if method in ("auto", "inertia"):
+        matrix = _explicit_sparse(A, op)
+        if matrix is None and method == "inertia":
+            if isinstance(A, np.ndarray) or isinstance(op, DenseOperator):
+                matrix = sp.csr_array(to_dense(A, op))
+            else:
+                raise ValueError(
+                    "method='inertia' needs an explicit matrix (SciPy sparse, ndarray or "
+                    f"CsrOperator), got {type(A).__name__}; use method='slq' for operators"
+                )
+        if method == "auto" and n <= dense_limit:
+            chosen = "exact"
+        elif matrix is not None:
+            csr = _csr_arrays(matrix)
+            _, needed = _hessx.factor_size(*csr)
+            if needed <= max_memory:
+                chosen = "inertia"
+            elif method == "inertia":
+                raise ValueError(
+                    f"method='inertia': the factorisation needs about {needed / 2**30:.2f} GiB, "
+                    f"above max_memory={max_memory} bytes; raise max_memory or use method='slq'"
+                )
+            else:
+                chosen = "slq"
+        else:
+            chosen = "slq"
+
+    if chosen == "inertia":
+        assert csr is not None
+        if tol is None:
+            tol = float(np.sqrt(eps) * _spectral_scale(op, matrix, rng))
+        below_count, within_count, above_count = _hessx.inertia_counts(*csr, tol)
+        below, within, above = below_count / n, within_count / n, above_count / n
+        return MinimumRatio(
+            value=above,
+            stderr=0.0,
+            method="inertia",
+            n=n,
+            tol=tol,
+            fractions=Fractions(below=(below, 0.0), within=(within, 0.0), above=(above, 0.0)),
+        )
+    if chosen == "slq":
+        from .spectrum import spectral_density
+
+        density = spectral_density(
+            op,
+            n_probes=n_probes,
+            n_steps=n_steps,
+            rng=rng,
+            progress=progress,
+            executor=executor,
+        )
+        if tol is None:
+            scale = float(np.max(np.abs(density.nodes)))
+            tol = max(float(np.sqrt(eps)), SLQ_RTOL) * scale
+        fractions = density.fractions(tol)
+        return MinimumRatio(
+            value=fractions.above[0],
+            stderr=fractions.above[1],
+            method="slq",
+            n=n,
+            tol=tol,
+            fractions=fractions,
         )
     w = np.linalg.eigvalsh(to_dense(A, op))
     if tol is None:
         scale = float(np.max(np.abs(w))) if n else 0.0
-        tol = float(np.sqrt(np.finfo(np.dtype(op.dtype)).eps) * scale)
+        tol = float(np.sqrt(eps) * scale)
     below = float(np.count_nonzero(w < -tol)) / n
     above = float(np.count_nonzero(w > tol)) / n
     within = 1.0 - below - above

@@ -188,6 +188,7 @@ class CallableOperator(HessxOperator):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         n = int(n)
         self.function = matvec
+        self.matmat_function = matmat
         rust = _hessx.RustOperator.callable(
             n,
             _checked_product(matvec, "matvec", (n,), dtype),

@@ -766,6 +766,7 @@ pub(crate) mod tests {
             n_steps,
             seed,
             probe: ProbeKind::Rademacher,
+            first_probe: 0,
         }
     }
 
@@ -879,6 +880,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn probe_ranges_concatenate_to_the_whole_run() {
+        let op = Laplacian3 {
+            dims: [9, 10, 11],
+            coef: [1.0, 0.8, 0.6],
+            shift: 2.0,
+        };
+        let whole = slq(&op, &params(5, 25, 8), &Silent).unwrap();
+        let mut parts = Vec::new();
+        for (first, count) in [(0, 2), (2, 1), (3, 2)] {
+            let p = SlqParams {
+                first_probe: first,
+                ..params(count, 25, 8)
+            };
+            parts.push(slq(&op, &p, &Silent).unwrap());
+        }
+        let joined: Vec<Vec<f64>> = parts.iter().flat_map(|o| o.alpha.clone()).collect();
+        assert_eq!(joined, whole.alpha);
+        let joined: Vec<Vec<f64>> = parts.iter().flat_map(|o| o.nodes.clone()).collect();
+        assert_eq!(joined, whole.nodes);
+    }
+
+    #[test]
     fn invalid_arguments_name_themselves() {
         let op = Diagonal(vec![1.0; 5]);
         let e = slq(&op, &params(0, 3, 0), &Silent).unwrap_err();
@@ -914,6 +937,7 @@ pub(crate) mod tests {
                 n_steps: steps,
                 seed: 11,
                 probe: kind,
+                first_probe: 0,
             };
             let out = slq(&op, &p, &Silent).unwrap();
             for (lo, hi) in [

@@ -2,7 +2,9 @@
 //!
 //! - Hutchinson (1989): `tr A ≈ (1/N) Σ_i z_iᵀ A z_i` with Rademacher `z_i`;
 //!   unbiased, variance `2 (‖A‖_F² − Σ_i A_ii²) / N`; the standard error is the
-//!   probes' sample standard deviation over √N.
+//!   probes' sample standard deviation over √N. Probe i draws from its own
+//!   random stream, so probe ranges can be computed apart (other machines)
+//!   and concatenated ([`hutchinson_samples`]).
 //! - Hutch++ (Meyer, Musco, Musco & Woodruff, SOSA 2021): with a budget of m
 //!   products, k = ⌊m/3⌋ go to a sketch `Q = qr(A S)` (S Rademacher, n x k)
 //!   whose top-eigenspace part is traced exactly, `tr(QᵀAQ)` (k more
@@ -85,13 +87,30 @@ fn column_dots(x: &[f64], y: &[f64], ncols: usize) -> Vec<f64> {
     out
 }
 
-/// Hutchinson's estimator with `n_probes` Rademacher probes.
+/// Hutchinson's estimator with `n_probes` Rademacher probes: the mean and
+/// standard error of [`hutchinson_samples`] over probes `0..n_probes`.
 pub fn hutchinson(
     op: &dyn SymOp,
     n_probes: usize,
     seed: u64,
     monitor: &dyn Monitor,
 ) -> Result<TraceEstimate> {
+    let values = hutchinson_samples(op, 0, n_probes, seed, monitor)?;
+    let (estimate, stderr) = mean_and_stderr(&values);
+    Ok(TraceEstimate { estimate, stderr })
+}
+
+/// The per-probe values `z_iᵀ A z_i` of Hutchinson's estimator for probes
+/// `first_probe..first_probe + n_probes`. Probe i draws from its own stream
+/// (that of `seed` advanced by i jumps, as SLQ's probes do), so ranges computed
+/// separately (on other machines) concatenate to the samples of one run.
+pub fn hutchinson_samples(
+    op: &dyn SymOp,
+    first_probe: usize,
+    n_probes: usize,
+    seed: u64,
+    monitor: &dyn Monitor,
+) -> Result<Vec<f64>> {
     let n = op.dim();
     if n_probes == 0 {
         return Err(Error::invalid(
@@ -99,20 +118,30 @@ pub fn hutchinson(
             "n_probes must be at least 1, got 0",
         ));
     }
-    let mut rng = probe_rng(seed, 0);
+    first_probe
+        .checked_add(n_probes)
+        .ok_or_else(|| Error::invalid("first_probe", "first_probe + n_probes overflows usize"))?;
+    let mut rng = probe_rng(seed, first_probe);
+    let mut column = vec![0.0; n];
     let mut values = Vec::with_capacity(n_probes);
     let mut done = 0;
     while done < n_probes {
         let width = BLOCK.min(n_probes - done);
         let mut x = vec![0.0; n * width];
-        fill_probe(&mut rng, ProbeKind::Rademacher, &mut x);
+        for c in 0..width {
+            let mut stream = rng.clone();
+            fill_probe(&mut stream, ProbeKind::Rademacher, &mut column);
+            for (i, &z) in column.iter().enumerate() {
+                x[i * width + c] = z;
+            }
+            rng.jump();
+        }
         let y = apply_columns(op, &x, width, monitor)?;
         values.extend(column_dots(&x, &y, width));
         done += width;
         monitor.report("trace", done, n_probes);
     }
-    let (estimate, stderr) = mean_and_stderr(&values);
-    Ok(TraceEstimate { estimate, stderr })
+    Ok(values)
 }
 
 /// Hutch++ with a budget of `n_matvecs` operator products.
@@ -323,6 +352,17 @@ mod tests {
         let b = random_symmetric(40, 1);
         let p = hutchpp(&b, 40, 2, &Silent).unwrap();
         assert!((p.estimate - trace_of(&b)).abs() < 1e-12 && p.stderr == 0.0);
+    }
+
+    #[test]
+    fn hutchinson_sample_ranges_concatenate() {
+        let a = random_symmetric(50, 4);
+        let whole = hutchinson_samples(&a, 0, 37, 9, &Silent).unwrap();
+        let mut joined = hutchinson_samples(&a, 0, 20, 9, &Silent).unwrap();
+        joined.extend(hutchinson_samples(&a, 20, 17, 9, &Silent).unwrap());
+        assert_eq!(joined, whole);
+        let t = hutchinson(&a, 37, 9, &Silent).unwrap();
+        assert_eq!(t.estimate, mean_and_stderr(&whole).0);
     }
 
     #[test]

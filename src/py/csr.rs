@@ -45,7 +45,10 @@ macro_rules! with_csr {
             i.as_slice().map_err(|e| PyTypeError::new_err(format!("A.indices: {e}")))?,
             d.as_slice().map_err(|e| PyTypeError::new_err(format!("A.data: {e}")))?,
         );
-        let $csr = CsrRef::from_layout($n, p, i, d, $layout).map_err(to_py)?;
+        // Inside hessx's pool: its checks are parallel, and rayon's global pool
+        // is dead in a process forked after it started.
+        let $csr = super::pool::install(|| CsrRef::from_layout($n, p, i, d, $layout))
+            .map_err(to_py)?;
         $body
     }};
 }

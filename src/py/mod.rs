@@ -11,6 +11,7 @@ mod monitor;
 mod operators;
 mod pool;
 mod solvers;
+mod spectrum;
 
 #[pyfunction]
 fn set_num_threads(n: usize) -> PyResult<()> {
@@ -28,6 +29,13 @@ fn _hessx(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<operators::RustOperator>()?;
     m.add_class::<models::MlpCore>()?;
     m.add_function(wrap_pyfunction!(solvers::lanczos_solve, m)?)?;
+    m.add_class::<spectrum::SlqResult>()?;
+    m.add_function(wrap_pyfunction!(spectrum::slq_run, m)?)?;
+    m.add_function(wrap_pyfunction!(spectrum::hutchinson_run, m)?)?;
+    m.add_function(wrap_pyfunction!(spectrum::hutchpp_run, m)?)?;
+    m.add_function(wrap_pyfunction!(spectrum::inertia_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(spectrum::inertia_of, m)?)?;
+    m.add_function(wrap_pyfunction!(spectrum::factor_size, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     Ok(())

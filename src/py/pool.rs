@@ -8,7 +8,11 @@ use std::sync::{Arc, RwLock};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
-static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
+/// The pool and the id of the process that built it: a child made by `fork`
+/// (Python's `ProcessPoolExecutor` default on Linux before 3.14) inherits
+/// the pool but none of its threads, so work sent to it would wait forever;
+/// the child builds its own pool instead.
+static POOL: RwLock<Option<(u32, Arc<ThreadPool>)>> = RwLock::new(None);
 
 fn build(n_threads: usize) -> Result<Arc<ThreadPool>, String> {
     ThreadPoolBuilder::new()
@@ -20,22 +24,49 @@ fn build(n_threads: usize) -> Result<Arc<ThreadPool>, String> {
 }
 
 fn current() -> Result<Arc<ThreadPool>, String> {
-    if let Some(pool) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        return Ok(pool.clone());
+    let pid = std::process::id();
+    if let Some((owner, pool)) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if *owner == pid {
+            return Ok(pool.clone());
+        }
     }
     let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
-    if let Some(pool) = slot.as_ref() {
-        return Ok(pool.clone());
+    match slot.take() {
+        Some((owner, pool)) if owner == pid => {
+            *slot = Some((owner, pool.clone()));
+            return Ok(pool);
+        }
+        // Inherited through fork: its threads do not exist here. Dropping it
+        // would signal threads that are not there; leak it instead.
+        Some((_, stale)) => std::mem::forget(stale),
+        None => {}
     }
-    let pool = build(0)?;
-    *slot = Some(pool.clone());
+    let threads = previous_size_for_child();
+    let pool = build(threads)?;
+    *slot = Some((pid, pool.clone()));
     Ok(pool)
 }
+
+/// A forked child keeps the size the parent chose (0 = one per core).
+fn previous_size_for_child() -> usize {
+    CHOSEN_SIZE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static CHOSEN_SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Replace the pool with one of `n_threads` threads (0 = one per core).
 pub fn set_num_threads(n_threads: usize) -> Result<(), String> {
     let pool = build(n_threads)?;
-    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(pool);
+    CHOSEN_SIZE.store(n_threads, std::sync::atomic::Ordering::Relaxed);
+    let previous = POOL
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace((std::process::id(), pool));
+    if let Some((owner, stale)) = previous {
+        if owner != std::process::id() {
+            std::mem::forget(stale);
+        }
+    }
     Ok(())
 }
 

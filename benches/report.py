@@ -1,0 +1,63 @@
+"""Turn a pytest-benchmark JSON file into the Markdown tables of BENCHMARKS.md.
+
+python3 -m pytest benches --benchmark-only --benchmark-json=bench.json
+python3 benches/report.py bench.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+
+
+def main(path: str) -> None:
+    data = json.load(open(path))
+    machine = data.get("machine_info", {})
+    print(
+        f"Machine: {machine.get('cpu', {}).get('brand_raw', '?')}, "
+        f"{machine.get('cpu', {}).get('count', '?')} cores; Python {machine.get('python_version')}"
+    )
+    pairs: dict[tuple, dict] = defaultdict(dict)
+    singles = []
+    for b in data["benchmarks"]:
+        params = dict(b.get("params") or {})
+        impl = params.pop("impl", None)
+        key = (b["group"], tuple(sorted(params.items())))
+        entry = (b["stats"]["median"], b.get("extra_info", {}))
+        if impl:
+            pairs[key][impl] = entry
+        else:
+            singles.append((b["group"], b["name"], entry))
+    print("\n| benchmark | SciPy (median) | hessx (median) | speed-up | details |")
+    print("|---|---|---|---|---|")
+    for (group, _), impls in sorted(pairs.items()):
+        if "scipy" not in impls or "hessx" not in impls:
+            continue
+        (ts, es), (th, eh) = impls["scipy"], impls["hessx"]
+        details = []
+        if "n_matvec" in es:
+            details.append(f"matvecs {es['n_matvec']} vs {eh['n_matvec']}")
+            details.append(
+                f"max rel. residual {es['max_rel_residual']:.1e} vs {eh['max_rel_residual']:.1e}"
+            )
+        if "GB/s" in eh:
+            details.append(f"{es['GB/s']:.1f} vs {eh['GB/s']:.1f} GB/s")
+        print(f"| {group} | {fmt(ts)} | {fmt(th)} | {ts / th:.2f}x | {'; '.join(details)} |")
+    print("\n| benchmark | median | details |")
+    print("|---|---|---|")
+    for _group, name, (t, extra) in singles:
+        info = "; ".join(
+            f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in extra.items()
+            if k not in ("eigenvalues", "residuals")
+        )
+        print(f"| {name} | {fmt(t)} | {info} |")
+
+
+def fmt(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
