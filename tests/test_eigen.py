@@ -176,3 +176,11 @@ def test_eigsh_errors():
         hessx.eigsh(np.eye(3) * 1j, k=1)
     with pytest.raises(TypeError, match="rng must be"):
         hessx.eigsh(A, rng="seed")
+
+
+def test_progress_bar_on_stderr(capfd):
+    hessx.eigsh(laplacian_3d(10), k=3, which="LA", progress=True, rng=0)
+    err = capfd.readouterr().err
+    assert "lanczos" in err and "3/3" in err
+    hessx.eigsh(laplacian_3d(10), k=3, which="LA", rng=0)
+    assert capfd.readouterr().err == ""

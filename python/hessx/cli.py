@@ -91,6 +91,23 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def experiment(args: argparse.Namespace) -> int:
+    """The lecture's experiment: loss against minimum ratio for many small networks."""
+    from hessx.experiments import minimum_ratio_vs_loss, plot_minimum_ratio_vs_loss
+
+    print(f"hessx experiment — {args.n} small MLPs driven to near-critical points")
+    samples = minimum_ratio_vs_loss(args.n, rng=args.seed)
+    ratios = np.array([s.minimum_ratio for s in samples])
+    print(
+        f"minimum ratio over {len(samples)} networks: min {ratios.min():.3f}, "
+        f"median {np.median(ratios):.3f}, max {ratios.max():.3f}"
+    )
+    if args.output:
+        plot_minimum_ratio_vs_loss(samples, args.output)
+        print(f"figure written to {args.output}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hessx", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_bench.add_argument("--size", type=int, default=60, help="grid side m (n = m^3), default 60")
     p_bench.add_argument("--repeat", type=int, default=5)
     p_bench.set_defaults(func=bench)
+    p_exp = sub.add_parser("experiment", help="the lecture's loss vs minimum ratio experiment")
+    p_exp.add_argument("--n", type=int, default=40, help="number of networks (default 40)")
+    p_exp.add_argument("--seed", type=int, default=0)
+    p_exp.add_argument("--output", default=None, help="PNG path for the figure")
+    p_exp.set_defaults(func=experiment)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
