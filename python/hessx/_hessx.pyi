@@ -43,6 +43,7 @@ def lanczos_solve(
     want_vectors: bool,
     progress: bool,
 ) -> dict[str, Any]: ...
+
 @final
 class SlqResult:
     @staticmethod
@@ -83,7 +84,9 @@ def slq_run(
 def hutchinson_run(
     op: RustOperator, n_probes: int, seed: int, first_probe: int, progress: bool
 ) -> npt.NDArray[np.float64]: ...
-def hutchpp_run(op: RustOperator, n_matvecs: int, seed: int, progress: bool) -> tuple[float, float]: ...
+def hutchpp_run(
+    op: RustOperator, n_matvecs: int, seed: int, progress: bool
+) -> tuple[float, float]: ...
 def inertia_counts(
     n: int,
     indptr: npt.NDArray[Any],

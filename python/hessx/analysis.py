@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from . import _hessx
 from ._dense import DENSE_LIMIT, to_dense
 from ._validation import finite_vector, nonnegative_float
 from .eigen import NoConvergence, lanczos
-from . import _hessx
 from .operators import CsrOperator, DenseOperator, as_operator
 
 __all__ = ["classify", "CriticalPoint", "minimum_ratio", "MinimumRatio", "Fractions"]
@@ -322,9 +322,7 @@ def minimum_ratio(
     op = as_operator(A)
     n = op.shape[0]
     if method not in MINIMUM_RATIO_METHODS:
-        raise ValueError(
-            f"method must be 'auto', 'exact', 'inertia' or 'slq', got {method!r}"
-        )
+        raise ValueError(f"method must be 'auto', 'exact', 'inertia' or 'slq', got {method!r}")
     if tol is not None:
         tol = nonnegative_float(tol, "tol")
     if isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)):

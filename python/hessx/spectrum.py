@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,12 +262,24 @@ def _portable(A: Any, op: HessxOperator) -> tuple[Any, ...]:
     return ("operator", op)
 
 
+def _aligned(array: np.ndarray) -> bool:
+    return bool(array.flags.aligned and array.flags.c_contiguous)
+
+
 def _rebuild(payload: tuple[Any, ...]) -> HessxOperator:
     kind = payload[0]
     if kind == "csr":
-        return CsrOperator(payload[1], check_symmetric=False)
+        # Arrays deserialised from network frames (Dask) may be misaligned:
+        # the Rust side borrows buffers only when aligned, so copy those.
+        matrix = payload[1]
+        if not all(_aligned(a) for a in (matrix.data, matrix.indices, matrix.indptr)):
+            matrix = matrix.copy()
+        return CsrOperator(matrix, check_symmetric=False)
     if kind == "dense":
-        return DenseOperator(payload[1], check_symmetric=False)
+        matrix = payload[1]
+        if not _aligned(matrix):
+            matrix = np.array(matrix, order="C", copy=True)
+        return DenseOperator(matrix, check_symmetric=False)
     if kind == "object":
         return as_operator(payload[1], n=payload[2])
     if kind == "callable":
@@ -296,7 +308,9 @@ def _hutchpp_task(payload: tuple[Any, ...], n_matvecs: int, seed: int) -> tuple[
     return float(estimate), float(stderr)
 
 
-def _ranges(n_probes: int, executor: Executor, probes_per_task: int | None) -> list[tuple[int, int]]:
+def _ranges(
+    n_probes: int, executor: Executor, probes_per_task: int | None
+) -> list[tuple[int, int]]:
     if probes_per_task is None:
         workers = getattr(executor, "_max_workers", None)
         per = math.ceil(n_probes / workers) if isinstance(workers, int) and workers > 0 else 1
@@ -319,6 +333,23 @@ def _check_executor(executor: Any) -> None:
     if not callable(getattr(executor, "submit", None)):
         raise TypeError(
             f"executor must be a concurrent.futures.Executor (with .submit), got {type(executor).__name__}"
+        )
+
+
+def _check_forked_workers(executor: Any, payload: tuple[Any, ...]) -> None:
+    """Matrix-free operators run their Rust work on rayon's global thread pool,
+    whose threads a child made by ``fork`` does not have: the task would wait
+    forever. (Explicit matrices run in hessx's own pool, which a forked child
+    rebuilds.)"""
+    if payload[0] not in ("callable", "object", "operator"):
+        return
+    context = getattr(executor, "_mp_context", None)
+    method = context.get_start_method() if context is not None else None
+    if isinstance(executor, ProcessPoolExecutor) and method == "fork":
+        raise ValueError(
+            "executor: a ProcessPoolExecutor that forks its workers cannot run a matrix-free "
+            "operator; create it with mp_context=multiprocessing.get_context('spawn') "
+            "(or 'forkserver'), or pass the matrix itself"
         )
 
 
@@ -358,7 +389,11 @@ def spectral_density(
         (SciPy sparse or NumPy, pickled) or from the user's callable (which
         must then pickle for process executors) and runs a range of probes.
         The result equals the local one exactly; a failing task's exception is
-        re-raised.
+        re-raised. A ``ProcessPoolExecutor`` that forks (Linux's default
+        before Python 3.14) runs explicit matrices only: for matrix-free
+        operators create it with ``mp_context=multiprocessing.get_context("spawn")``.
+        Model Hessians (`hessx.models`) do not pickle: use threads, or ship
+        the model and data in your own task.
     probes_per_task : int, optional
         Probes per submitted task; default an even split over the executor's
         ``_max_workers`` when it has one, else one probe per task.
@@ -399,12 +434,17 @@ def spectral_density(
     else:
         _check_executor(executor)
         payload = _portable(A, op)
+        _check_forked_workers(executor, payload)
         futures = [
             executor.submit(_slq_task, payload, first, size, steps, seed, probe)
             for first, size in _ranges(count, executor, per)
         ]
         parts = _gather(futures)
-        columns = [sum((list(part[k]) for part in parts), []) for k in range(5)]
+        # Aligned copies where needed (arrays off the network may not be).
+        columns = [
+            [np.require(row, np.float64, ["C", "A"]) for part in parts for row in part[k]]
+            for k in range(5)
+        ]
         result = _hessx.SlqResult.from_arrays(n, *columns)
     return SpectralDensity._from_result(result, steps, probe)
 
@@ -483,12 +523,15 @@ def trace(
         if executor is None:
             estimate, stderr = _hessx.hutchpp_run(op._rust, count, seed, bool(progress))
             return float(estimate), float(stderr)
-        (remote,) = _gather([executor.submit(_hutchpp_task, _portable(A, op), count, seed)])
+        payload = _portable(A, op)
+        _check_forked_workers(executor, payload)
+        (remote,) = _gather([executor.submit(_hutchpp_task, payload, count, seed)])
         return float(remote[0]), float(remote[1])
     if executor is None:
         samples = np.asarray(_hessx.hutchinson_run(op._rust, count, seed, 0, bool(progress)))
     else:
         payload = _portable(A, op)
+        _check_forked_workers(executor, payload)
         futures = [
             executor.submit(_hutchinson_task, payload, first, size, seed)
             for first, size in _ranges(count, executor, per)
