@@ -6,6 +6,22 @@ from typing import Any, final
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "__version__",
+    "RustOperator",
+    "MlpCore",
+    "lanczos_solve",
+    "SlqResult",
+    "slq_run",
+    "hutchinson_run",
+    "hutchpp_run",
+    "inertia_counts",
+    "inertia_of",
+    "factor_size",
+    "set_num_threads",
+    "get_num_threads",
+]
+
 __version__: str
 
 @final
@@ -109,7 +125,7 @@ def get_num_threads() -> int: ...
 
 @final
 class MlpCore:
-    def __init__(self, sizes: list[int], activation: str, loss: str, bias: bool) -> None: ...
+    def __new__(cls, sizes: list[int], activation: str, loss: str, bias: bool) -> MlpCore: ...
     @property
     def n_params(self) -> int: ...
     def layer_offsets(self) -> list[tuple[int, int, int]]: ...
