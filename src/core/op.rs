@@ -17,20 +17,31 @@ pub trait SymOp: Sync {
     /// is entry i of vector c): the layout of a C-contiguous NumPy `(n, ncols)`
     /// array, and the one that lets a sparse kernel stream each row once.
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
-        let n = self.dim();
-        let mut column = vec![0.0; n];
-        let mut product = vec![0.0; n];
-        for c in 0..ncols {
-            for i in 0..n {
-                column[i] = x[i * ncols + c];
-            }
-            self.apply(&column, &mut product)?;
-            for i in 0..n {
-                y[i * ncols + c] = product[i];
-            }
-        }
-        Ok(())
+        apply_block_by_columns(self, x, y, ncols)
     }
+}
+
+/// `Y = A X` one column at a time through `apply`: the fallback for operators
+/// with no faster block product.
+pub fn apply_block_by_columns<A: SymOp + ?Sized>(
+    op: &A,
+    x: &[f64],
+    y: &mut [f64],
+    ncols: usize,
+) -> Result<()> {
+    let n = op.dim();
+    let mut column = vec![0.0; n];
+    let mut product = vec![0.0; n];
+    for c in 0..ncols {
+        for i in 0..n {
+            column[i] = x[i * ncols + c];
+        }
+        op.apply(&column, &mut product)?;
+        for i in 0..n {
+            y[i * ncols + c] = product[i];
+        }
+    }
+    Ok(())
 }
 
 impl<T: SymOp + ?Sized> SymOp for &T {

@@ -94,21 +94,7 @@ impl SymOp for CallableOp {
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
         match &self.matmat {
             Some(matmat) => self.call_into(matmat, x, y, &[self.n, ncols]),
-            None => {
-                let n = self.n;
-                let mut column = vec![0.0; n];
-                let mut product = vec![0.0; n];
-                for c in 0..ncols {
-                    for i in 0..n {
-                        column[i] = x[i * ncols + c];
-                    }
-                    self.apply(&column, &mut product)?;
-                    for i in 0..n {
-                        y[i * ncols + c] = product[i];
-                    }
-                }
-                Ok(())
-            }
+            None => crate::core::op::apply_block_by_columns(self, x, y, ncols),
         }
     }
 }
