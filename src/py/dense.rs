@@ -57,10 +57,8 @@ impl DenseArrays {
             Buffer::F64(_) => SYMMETRY_RTOL_F64,
             Buffer::F32(_) => SYMMETRY_RTOL_F32,
         };
-        let n = with_dense!(py, &buffer, |dense_unchecked, n| {
-            let _ = dense_unchecked;
-            n
-        });
+        // The Python side passes a square 2-D array; DenseRef::new checks it again.
+        let n = matrix.cast::<numpy::PyUntypedArray>()?.shape()[0];
         // Full validation (finite values, symmetry) once.
         match &buffer {
             Buffer::F64(m) => validate(
