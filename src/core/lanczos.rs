@@ -595,7 +595,7 @@ fn fresh_direction(
 /// One sweep over fixed row chunks: optionally `w -= V update` first, then
 /// `out = Vᵀ w`; returns `‖w‖²` (after the update). `V` is the first `ncols`
 /// length-`n` columns of `v`.
-fn sweep(
+pub(crate) fn sweep(
     v: &[f64],
     n: usize,
     ncols: usize,

@@ -19,6 +19,13 @@ pub trait SymOp: Sync {
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
         apply_block_by_columns(self, x, y, ncols)
     }
+
+    /// The relative accuracy of a product, `‖fl(A x) − A x‖ ≈ precision · ‖A‖ ‖x‖`:
+    /// the unit roundoff of the arithmetic the operator does (not of its storage).
+    /// Solvers that skip work while rounding stays small scale their estimates by it.
+    fn relative_precision(&self) -> f64 {
+        f64::EPSILON
+    }
 }
 
 /// `Y = A X` one column at a time through `apply`: the fallback for operators
@@ -53,5 +60,8 @@ impl<T: SymOp + ?Sized> SymOp for &T {
     }
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
         (**self).apply_block(x, y, ncols)
+    }
+    fn relative_precision(&self) -> f64 {
+        (**self).relative_precision()
     }
 }

@@ -236,9 +236,12 @@ where
         .fold([0.0, 0.0], |s, p| [s[0] + p[0], s[1] + p[1]])
 }
 
-/// Level of the estimated inner products `q_iᵀ q_j` above which the next
-/// Lanczos vector is fully reorthogonalised: √ε, semi-orthogonality.
-const SEMI_ORTHOGONALITY: f64 = 1.490_116_119_384_765_6e-8;
+/// Steps between measurements of the true loss of orthogonality (one sweep
+/// over the basis, `Qᵀ w`): a guard for operators whose rounding is larger or
+/// less random than [`SymOp::relative_precision`] says (a Python callable that
+/// computes in float32, say). A measurement above the estimate scales the
+/// estimate's rounding unit up for the rest of the run.
+const MEASURE_EVERY: usize = 10;
 
 /// Simon's estimates `ω_{k+1,i} ≈ q_{k+1}ᵀ q_i` of the loss of orthogonality,
 /// advanced from the Lanczos coefficients alone (H. Simon, "The Lanczos
@@ -249,24 +252,32 @@ const SEMI_ORTHOGONALITY: f64 = 1.490_116_119_384_765_6e-8;
 /// ```
 ///
 /// The rounding term `noise` is given the sign of the rest, so the estimate
-/// grows at least as fast as the true inner products do.
+/// grows at least as fast as the true inner products do. Its unit is the
+/// larger of `ε √n` (rounding of the vector work) and the operator's own
+/// relative precision: a float32 product is not symmetric beyond ~1e-7, and
+/// that asymmetry enters every inner product directly.
 struct OrthogonalityEstimate {
     previous: Vec<f64>,
     current: Vec<f64>,
     next: Vec<f64>,
-    /// `ε √n`, the size of the rounding error of one product relative to ‖A‖.
     unit: f64,
+    /// Semi-orthogonality, `√(precision)`: √ε for float64 products (Simon's
+    /// level), √ε₃₂ for float32 ones, whose products are no more accurate than
+    /// what that level guarantees for `T_m`.
+    threshold: f64,
 }
 
 impl OrthogonalityEstimate {
-    fn new(n: usize, m: usize) -> Self {
+    fn new(n: usize, m: usize, precision: f64) -> Self {
+        let precision = precision.max(f64::EPSILON);
         let mut current = vec![0.0; m + 1];
         current[0] = 1.0;
         OrthogonalityEstimate {
             previous: vec![0.0; m + 1],
             current,
             next: vec![0.0; m + 1],
-            unit: f64::EPSILON * (n as f64).sqrt(),
+            unit: (f64::EPSILON * (n as f64).sqrt()).max(precision),
+            threshold: precision.sqrt(),
         }
     }
 
@@ -295,9 +306,20 @@ impl OrthogonalityEstimate {
         largest.max(self.next[k].abs())
     }
 
+    /// A measured loss above the estimate means rounding is larger than
+    /// modelled: scale the unit (and the current estimates) up to match.
+    fn calibrate(&mut self, k: usize, measured: f64, estimated: f64) {
+        if measured > estimated && estimated > 0.0 {
+            let factor = 2.0 * measured / estimated;
+            self.unit *= factor;
+            self.next[..=k].iter_mut().for_each(|x| *x *= factor);
+        }
+    }
+
     /// After a full reorthogonalisation `q_{k+1}` is orthogonal to rounding.
     fn reset(&mut self, k: usize) {
-        self.next[..=k].fill(self.unit);
+        let unit = self.unit;
+        self.next[..=k].fill(unit);
     }
 
     /// Moves to the next step: ω_{k+1} becomes the current row.
@@ -334,7 +356,8 @@ fn lanczos_probe(
     let mut w = vec![0.0; n];
     let mut alpha: Vec<f64> = Vec::with_capacity(n_steps);
     let mut beta: Vec<f64> = Vec::with_capacity(n_steps);
-    let mut omega = OrthogonalityEstimate::new(n, n_steps);
+    let mut omega = OrthogonalityEstimate::new(n, n_steps, op.relative_precision());
+    let (mut measured, mut partials) = (Vec::new(), Vec::new());
     let mut scratch = crate::core::lanczos::Scratch::default();
     let mut reorthogonalized = 0;
     let mut reorthogonalize_next = false;
@@ -380,21 +403,30 @@ fn lanczos_probe(
         } else {
             f64::INFINITY
         };
-        if reorthogonalize_next || lost > SEMI_ORTHOGONALITY {
+        let mut reorthogonalize = reorthogonalize_next || lost > omega.threshold;
+        if !reorthogonalize && (k + 1) % MEASURE_EVERY == 0 {
+            measured.resize(k + 1, 0.0);
+            crate::core::lanczos::sweep(done, n, k + 1, &mut w, None, &mut partials, &mut measured);
+            let largest = measured.iter().fold(0.0f64, |m, x| m.max(x.abs())) / b;
+            omega.calibrate(k, largest, lost);
+            reorthogonalize = largest > omega.threshold;
+        }
+        if reorthogonalize {
             // Simon's rule: reorthogonalise this vector and the next one, since
             // the recurrence carries the lost components over from q_k.
             reorthogonalize_next = !reorthogonalize_next;
             reorthogonalized += 1;
             let result =
                 crate::core::lanczos::orthogonalize(done, n, k + 1, 0, &mut w, &mut scratch)?;
+            let largest = scratch.h.iter().fold(0.0f64, |m, x| m.max(x.abs())) / b;
+            omega.calibrate(k, largest, lost);
             a += scratch.h[k];
             alpha[k] = a;
             b = result.beta;
             scale = scale.max(a.abs() + b + b_previous);
             omega.reset(k);
-            if result.in_span {
-                b = 0.0;
-            }
+            // `result.in_span` also flags a basis that is only semi-orthogonal
+            // (by design here); a breakdown is judged by β alone below.
         }
         // Breakdown: v lies (to working precision) in an invariant subspace.
         if b <= 1e-12 * scale || k + 1 == n || k + 1 == n_steps {
@@ -993,6 +1025,64 @@ pub(crate) mod tests {
                 (exact - quad).abs() < 1e-11 * 8f64.powi(power),
                 "{exact} {quad}"
             );
+        }
+    }
+
+    /// `diag(d) + δ·S` with S the cyclic shift: a nonsymmetric perturbation
+    /// like the rounding of a float32 product, declaring `precision`.
+    struct Perturbed {
+        diag: Vec<f64>,
+        delta: f64,
+        precision: f64,
+    }
+
+    impl SymOp for Perturbed {
+        fn dim(&self) -> usize {
+            self.diag.len()
+        }
+        fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
+            let n = x.len();
+            for i in 0..n {
+                y[i] = self.diag[i] * x[i] + self.delta * x[(i + 1) % n];
+            }
+            Ok(())
+        }
+        fn relative_precision(&self) -> f64 {
+            self.precision
+        }
+    }
+
+    #[test]
+    fn operators_less_accurate_than_float64_keep_the_full_recurrence() {
+        // A float32-like operator (asymmetry 1e-6 relative), once declared as
+        // such and once passing itself off as float64: the measured loss of
+        // orthogonality must recalibrate the estimate in the second case.
+        let n = 3000;
+        let mut diag: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
+        diag[0] = -5.0;
+        diag[n - 1] = 8.0;
+        for precision in [f32::EPSILON as f64, f64::EPSILON] {
+            let op = Perturbed {
+                diag: diag.clone(),
+                delta: 8e-6,
+                precision,
+            };
+            let z = probe_vector(5, 0, n, ProbeKind::Rademacher);
+            let zz: f64 = z.iter().map(|x| x * x).sum();
+            let steps = 150;
+            let (alpha, beta, reorthogonalized) =
+                lanczos_probe(&op, z.clone(), steps, false, &|| Ok(())).unwrap();
+            assert_eq!(alpha.len(), steps, "premature breakdown at {precision:e}");
+            assert!(reorthogonalized < steps, "{reorthogonalized}");
+            let eig = tridiag_eig(&alpha, &beta[..steps - 1]).unwrap();
+            for (outlier, index) in [(-5.0, 0), (8.0, n - 1)] {
+                let near: Vec<usize> = (0..steps)
+                    .filter(|&i| (eig.values[i] - outlier).abs() < 0.5)
+                    .collect();
+                assert_eq!(near.len(), 1, "ghosts of {outlier} at {precision:e}");
+                let weight = eig.vector(near[0])[0].powi(2);
+                assert!((weight - z[index].powi(2) / zz).abs() < 1e-6);
+            }
         }
     }
 

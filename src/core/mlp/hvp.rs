@@ -414,6 +414,10 @@ impl<T: Real> SymOp for HessianOp<T> {
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
         apply_f64(&self.state, Curvature::Hessian, x, y)
     }
+
+    fn relative_precision(&self) -> f64 {
+        T::EPSILON
+    }
 }
 
 /// The generalized Gauss–Newton matrix of an MLP's loss as a [`SymOp`].
@@ -439,5 +443,9 @@ impl<T: Real> SymOp for GgnOp<T> {
 
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
         apply_f64(&self.state, Curvature::GaussNewton, x, y)
+    }
+
+    fn relative_precision(&self) -> f64 {
+        T::EPSILON
     }
 }

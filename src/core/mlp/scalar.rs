@@ -12,6 +12,8 @@ pub trait Real:
 {
     /// NumPy's name for the type ("float32", "float64").
     const DTYPE: &'static str;
+    /// The unit roundoff of the type, as an f64.
+    const EPSILON: f64;
 
     /// Rounds an f64 to this type.
     fn cast(value: f64) -> Self;
@@ -30,6 +32,7 @@ pub trait Real:
 
 impl Real for f32 {
     const DTYPE: &'static str = "float32";
+    const EPSILON: f64 = f32::EPSILON as f64;
 
     #[inline(always)]
     fn cast(value: f64) -> Self {
@@ -49,6 +52,7 @@ impl Real for f32 {
 
 impl Real for f64 {
     const DTYPE: &'static str = "float64";
+    const EPSILON: f64 = f64::EPSILON;
 
     #[inline(always)]
     fn cast(value: f64) -> Self {
