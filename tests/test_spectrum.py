@@ -432,3 +432,29 @@ def test_slq_result_from_arrays_validates():
         r.count_fraction(2.0, 1.0)
     with pytest.raises(ValueError, match="probe must be"):
         _hessx.slq_run(hessx.as_operator(np.eye(3))._rust, 1, 1, 0, "sobol", 0, False)
+
+
+# --- float32 model Hessians ----------------------------------------------------
+
+
+def test_float32_model_hessian_runs_every_step_and_covers_dense_truth():
+    """A float32 MLP Hessian is asymmetric at ~1e-7: the partial reorthogonalisation
+    must account for it (no false breakdown, which would also collapse the error bar)."""
+    from hessx.models import MLP, load_digits
+
+    X, y = load_digits(np.float32)
+    X, y = X[:200], y[:200]
+    net = MLP([64, 16, 10], activation="tanh", loss="cross_entropy", dtype=np.float32)
+    params = net.init(rng=3)
+    H = net.hessian(params, X, y)
+    n = net.n_params
+    dense = np.column_stack([H @ e for e in np.eye(n)])
+    eigenvalues = np.linalg.eigvalsh(0.5 * (dense + dense.T))
+    n_steps = 60
+    density = hessx.spectral_density(H, n_probes=12, n_steps=n_steps, rng=0)
+    assert all(len(a) == n_steps for a in density._result.alpha)
+    assert all(b[-1] > 0 for b in density._result.beta)
+    tol = 1e-2 * np.abs(eigenvalues).max()
+    value, stderr = density.fraction_positive(tol)
+    truth = np.mean(eigenvalues > tol)
+    assert abs(value - truth) <= 3 * stderr + 1e-3, (value, stderr, truth)
