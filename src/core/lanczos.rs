@@ -531,7 +531,7 @@ pub(crate) fn orthogonalize(
 }
 
 /// `w -= Σ_i coeffs[i] v_{first + i}`; returns `‖w‖²` (deterministic chunk order).
-fn subtract_columns(
+pub(crate) fn subtract_columns(
     v: &[f64],
     n: usize,
     first: usize,

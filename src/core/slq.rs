@@ -18,21 +18,24 @@
 //! Ubaru, Chen & Saad, SIAM J. Matrix Anal. Appl. 38, 2017).
 //!
 //! The Lanczos vectors are kept semi-orthogonal by *partial
-//! reorthogonalisation* (Simon 1984): the inner products `q_iᵀ q_j` are not
-//! measured but estimated from the coefficients by Simon's recurrence, and a
-//! step is reorthogonalised against all previous vectors (classical
-//! Gram–Schmidt, a second pass when the first cancelled) only when an
-//! estimate exceeds √ε, together with the step after it. Semi-orthogonality
-//! is what the error bars below need: Simon proved that `T_m` is then, to
-//! working precision, the projection of `A` on an orthonormal basis of the
-//! Krylov space, so its moments are those of `μ_v` and its Ritz residuals are
-//! `β_m |s_{mi}|` up to rounding. Without any reorthogonalisation, converged
-//! Ritz values reappear as "ghost" copies whose weights are taken from the
-//! rest of the spectrum, counts near a converged cluster (a Hessian's zeros)
-//! go wrong and both bounds lose their footing; full reorthogonalisation at
-//! every step costs `O(m·n)` per step, which at n = 10⁶ and m = 80 was 95 %
-//! of the time with a cheap operator. With partial reorthogonalisation a step
-//! costs one product and four vector passes until a Ritz value converges.
+//! reorthogonalisation* (Simon 1984): the inner products `q_iᵀ q_j` are
+//! estimated from the coefficients by Simon's recurrence; when an estimate
+//! passes √ε (√ε₃₂ for float32 products), on the step after a correction, and
+//! every 10 steps regardless, the true inner products `Qᵀ w` are measured (one
+//! sweep of the basis) and, if they matter, removed by classical Gram–Schmidt.
+//! Measurements also calibrate the estimate, so its pessimism (three orders of
+//! magnitude for float32 network Hessians) does not turn into wasted sweeps.
+//! Semi-orthogonality is what the error bars below need: Simon proved that
+//! `T_m` is then, to working precision, the projection of `A` on an
+//! orthonormal basis of the Krylov space, so its moments are those of `μ_v`
+//! and its Ritz residuals are `β_m |s_{mi}|` up to rounding. Without any
+//! reorthogonalisation, converged Ritz values reappear as "ghost" copies whose
+//! weights are taken from the rest of the spectrum, counts near a converged
+//! cluster (a Hessian's zeros) go wrong and both bounds lose their footing;
+//! full reorthogonalisation at every step costs `O(m·n)` per step, which at
+//! n = 10⁶ and m = 80 was 95 % of the time with a cheap operator. Now a step
+//! costs one product and three vector passes, plus a sweep of the basis on
+//! the steps that are measured.
 //! A zero `β_k` (breakdown) means `v` lies in an invariant subspace: the Gauss
 //! rule is then exact, and the recurrence stops early.
 //!
@@ -237,11 +240,22 @@ where
 }
 
 /// Steps between measurements of the true loss of orthogonality (one sweep
-/// over the basis, `Qᵀ w`): a guard for operators whose rounding is larger or
-/// less random than [`SymOp::relative_precision`] says (a Python callable that
-/// computes in float32, say). A measurement above the estimate scales the
-/// estimate's rounding unit up for the rest of the run.
+/// over the basis, `Qᵀ w`) even when the estimate stays low: a guard for
+/// operators whose rounding is larger or less random than
+/// [`SymOp::relative_precision`] says (a Python callable that computes in
+/// float32, say).
 const MEASURE_EVERY: usize = 10;
+
+/// A measured loss above this fraction of the threshold is removed (one pass
+/// of classical Gram–Schmidt); below it, the measurement replaces the estimate.
+const RESTORE_FRACTION: f64 = 0.1;
+
+/// The loss is measured once its estimate reaches this fraction of the
+/// threshold: a calibrated estimate can still be a few times below the truth,
+/// and a vector must not enter the basis beyond semi-orthogonality. (A loss
+/// that jumps within one step, when β_k is small, shows in the estimate of
+/// that same step and is measured and removed before the vector is stored.)
+const LOOKAHEAD: f64 = 1.0 / 8.0;
 
 /// Simon's estimates `ω_{k+1,i} ≈ q_{k+1}ᵀ q_i` of the loss of orthogonality,
 /// advanced from the Lanczos coefficients alone (H. Simon, "The Lanczos
@@ -252,15 +266,21 @@ const MEASURE_EVERY: usize = 10;
 /// ```
 ///
 /// The rounding term `noise` is given the sign of the rest, so the estimate
-/// grows at least as fast as the true inner products do. Its unit is the
-/// larger of `ε √n` (rounding of the vector work) and the operator's own
-/// relative precision: a float32 product is not symmetric beyond ~1e-7, and
-/// that asymmetry enters every inner product directly.
+/// grows at least as fast as the true inner products do. Its unit starts at
+/// the larger of `ε √n` (rounding of the vector work) and the operator's own
+/// relative precision (a float32 product is not symmetric beyond ~1e-7, and
+/// that asymmetry enters every inner product directly), and is then
+/// calibrated against the measured inner products: raised at once when a
+/// measurement exceeds the estimate, lowered at most tenfold per measurement
+/// while the estimate stays over 100 times too pessimistic (float32 MLP
+/// Hessians measure ~500 times below the worst case).
 struct OrthogonalityEstimate {
     previous: Vec<f64>,
     current: Vec<f64>,
     next: Vec<f64>,
     unit: f64,
+    /// `ε √n`: the inner products of vectors orthogonalised in float64.
+    floor: f64,
     /// Semi-orthogonality, `√(precision)`: √ε for float64 products (Simon's
     /// level), √ε₃₂ for float32 ones, whose products are no more accurate than
     /// what that level guarantees for `T_m`.
@@ -270,13 +290,15 @@ struct OrthogonalityEstimate {
 impl OrthogonalityEstimate {
     fn new(n: usize, m: usize, precision: f64) -> Self {
         let precision = precision.max(f64::EPSILON);
+        let floor = f64::EPSILON * (n as f64).sqrt();
         let mut current = vec![0.0; m + 1];
         current[0] = 1.0;
         OrthogonalityEstimate {
             previous: vec![0.0; m + 1],
             current,
             next: vec![0.0; m + 1],
-            unit: (f64::EPSILON * (n as f64).sqrt()).max(precision),
+            unit: floor.max(precision),
+            floor,
             threshold: precision.sqrt(),
         }
     }
@@ -306,20 +328,38 @@ impl OrthogonalityEstimate {
         largest.max(self.next[k].abs())
     }
 
-    /// A measured loss above the estimate means rounding is larger than
-    /// modelled: scale the unit (and the current estimates) up to match.
+    /// Adjusts the rounding unit to a measurement of the largest `|q_iᵀ w| / β`.
     fn calibrate(&mut self, k: usize, measured: f64, estimated: f64) {
-        if measured > estimated && estimated > 0.0 {
-            let factor = 2.0 * measured / estimated;
-            self.unit *= factor;
-            self.next[..=k].iter_mut().for_each(|x| *x *= factor);
+        if !(estimated > 0.0 && estimated.is_finite()) {
+            return;
+        }
+        let ratio = measured / estimated;
+        let factor = if ratio > 1.0 {
+            2.0 * ratio
+        } else if ratio < 0.01 {
+            (10.0 * ratio).max(0.1)
+        } else {
+            return;
+        };
+        self.unit = (self.unit * factor).max(self.floor);
+        for row in [&mut self.previous[..k], &mut self.current[..k]] {
+            row.iter_mut().for_each(|x| *x *= factor);
         }
     }
 
-    /// After a full reorthogonalisation `q_{k+1}` is orthogonal to rounding.
-    fn reset(&mut self, k: usize) {
-        let unit = self.unit;
-        self.next[..=k].fill(unit);
+    /// The measured inner products `q_iᵀ w / β` become the estimates.
+    fn set_measured(&mut self, k: usize, measured: &[f64], b: f64) {
+        let floor = self.floor;
+        for (e, &h) in self.next[..=k].iter_mut().zip(measured) {
+            *e = h / b + floor.copysign(h);
+        }
+    }
+
+    /// After one Gram–Schmidt pass against a basis that is itself only
+    /// semi-orthogonal, what remains is about `threshold · largest` removed.
+    fn reset(&mut self, k: usize, largest: f64) {
+        let level = self.floor + self.threshold * largest;
+        self.next[..=k].fill(level);
     }
 
     /// Moves to the next step: ω_{k+1} becomes the current row.
@@ -358,9 +398,8 @@ fn lanczos_probe(
     let mut beta: Vec<f64> = Vec::with_capacity(n_steps);
     let mut omega = OrthogonalityEstimate::new(n, n_steps, op.relative_precision());
     let (mut measured, mut partials) = (Vec::new(), Vec::new());
-    let mut scratch = crate::core::lanczos::Scratch::default();
     let mut reorthogonalized = 0;
-    let mut reorthogonalize_next = false;
+    let mut recheck_next = false;
     let mut scale = 0.0f64;
     for k in 0..n_steps {
         check()?;
@@ -398,35 +437,48 @@ fn lanczos_probe(
         }
         alpha.push(a);
         scale = scale.max(a.abs() + b + b_previous);
-        let lost = if b > 0.0 {
+        let estimate = if b > 0.0 {
             omega.advance(k, &alpha, &beta, b, scale)
         } else {
             f64::INFINITY
         };
-        let mut reorthogonalize = reorthogonalize_next || lost > omega.threshold;
-        if !reorthogonalize && (k + 1) % MEASURE_EVERY == 0 {
+        let mut due =
+            estimate > LOOKAHEAD * omega.threshold || recheck_next || (k + 1) % MEASURE_EVERY == 0;
+        recheck_next = false;
+        // Measure the true loss h = Q_kᵀ w (one sweep of the basis); remove it
+        // by one Gram–Schmidt pass when it matters, a second after heavy
+        // cancellation ("twice is enough").
+        for _pass in 0..2 {
+            if !due || b == 0.0 {
+                break;
+            }
             measured.resize(k + 1, 0.0);
             crate::core::lanczos::sweep(done, n, k + 1, &mut w, None, &mut partials, &mut measured);
             let largest = measured.iter().fold(0.0f64, |m, x| m.max(x.abs())) / b;
-            omega.calibrate(k, largest, lost);
-            reorthogonalize = largest > omega.threshold;
-        }
-        if reorthogonalize {
-            // Simon's rule: reorthogonalise this vector and the next one, since
-            // the recurrence carries the lost components over from q_k.
-            reorthogonalize_next = !reorthogonalize_next;
-            reorthogonalized += 1;
-            let result =
-                crate::core::lanczos::orthogonalize(done, n, k + 1, 0, &mut w, &mut scratch)?;
-            let largest = scratch.h.iter().fold(0.0f64, |m, x| m.max(x.abs())) / b;
-            omega.calibrate(k, largest, lost);
-            a += scratch.h[k];
+            omega.calibrate(k, largest, estimate);
+            if largest <= RESTORE_FRACTION * omega.threshold {
+                omega.set_measured(k, &measured, b);
+                break;
+            }
+            let norm2 = crate::core::lanczos::subtract_columns(
+                done,
+                n,
+                0,
+                &measured,
+                &mut w,
+                &mut partials,
+            );
+            a += measured[k];
             alpha[k] = a;
-            b = result.beta;
+            let before = b;
+            b = norm2.sqrt();
             scale = scale.max(a.abs() + b + b_previous);
-            omega.reset(k);
-            // `result.in_span` also flags a basis that is only semi-orthogonal
-            // (by design here); a breakdown is judged by β alone below.
+            omega.reset(k, largest);
+            reorthogonalized += 1;
+            // Simon: q_{k+2} inherits through the recurrence what q_{k+1}
+            // lost, so the next step is measured too.
+            recheck_next = true;
+            due = b < 0.5 * before;
         }
         // Breakdown: v lies (to working precision) in an invariant subspace.
         if b <= 1e-12 * scale || k + 1 == n || k + 1 == n_steps {
