@@ -376,8 +376,11 @@ def spectral_density(
     n_probes : int, default 30
         Random probe vectors; the sampling error falls like ``1/sqrt(n_probes)``.
     n_steps : int, optional
-        Lanczos steps per probe (fully reorthogonalised); the quadrature error
-        falls with it. Default ``min(80, n)``; at most n.
+        Lanczos steps per probe; the quadrature error falls with it. Default
+        ``min(80, n)``; at most n. The Lanczos vectors are kept semi-orthogonal
+        by partial reorthogonalisation (measured, corrected only when needed),
+        which is what the error bars need, at a fraction of the cost of full
+        Gram-Schmidt on every step.
     rng : None, int or numpy.random.Generator
         The same int gives the same result, bit for bit (with or without an executor).
     probe : {"rademacher", "gaussian"}
