@@ -33,8 +33,11 @@ def test_sigint_stops_a_long_solve(kind):
     code = (
         textwrap.dedent(
             """
-        import sys, hessx
+        import signal, sys, hessx
         from hessx.problems import laplacian_3d
+        # A shell that starts CI in the background hands its children SIGINT
+        # ignored, and Python then never raises KeyboardInterrupt: restore it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         print("started", flush=True)
         try:
         """

@@ -41,6 +41,7 @@ class RustOperator:
         n: int,
         matvec: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
         matmat: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]] | None = None,
+        precision: float = ...,
     ) -> RustOperator: ...
     @property
     def n(self) -> int: ...

@@ -164,7 +164,10 @@ class CallableOperator(HessxOperator):
         ``matmat(X)`` with X of shape (n, k) returns ``A @ X``; otherwise
         products of blocks call ``matvec`` column by column.
     dtype : numpy dtype, default float64
-        The dtype the function expects and returns; x is passed in it.
+        The dtype the function expects and returns; x is passed in it. It also
+        tells the solvers how accurate the products are (float32 products lose
+        the Lanczos vectors' orthogonality sooner, and stochastic Lanczos
+        quadrature checks them more often).
     """
 
     def __init__(
@@ -193,6 +196,7 @@ class CallableOperator(HessxOperator):
             n,
             _checked_product(matvec, "matvec", (n,), dtype),
             None if matmat is None else _checked_product(matmat, "matmat", None, dtype),
+            float(np.finfo(dtype).eps),
         )
         super().__init__(rust, dtype)
 

@@ -455,17 +455,17 @@ fn gather_columns(y: &[f64], m: usize, indices: &[usize]) -> Vec<f64> {
 }
 
 #[derive(Default)]
-pub(crate) struct Scratch {
+struct Scratch {
     partials: Vec<f64>,
-    pub(crate) h: Vec<f64>,
+    h: Vec<f64>,
     correction: Vec<f64>,
     check: Vec<f64>,
 }
 
-pub(crate) struct Orthogonalized {
-    pub(crate) beta: f64,
+struct Orthogonalized {
+    beta: f64,
     /// `w` was (numerically) in the span of the basis.
-    pub(crate) in_span: bool,
+    in_span: bool,
 }
 
 /// Full reorthogonalization of `w` against the `ncols` columns of `v`:
@@ -476,7 +476,7 @@ pub(crate) struct Orthogonalized {
 /// first projection shows that it still is to within `ORTHOGONALITY_TOLERANCE`
 /// (the same bound a reorthogonalized vector must meet), only the coupled
 /// columns are subtracted: one sweep over the basis instead of two.
-pub(crate) fn orthogonalize(
+fn orthogonalize(
     v: &[f64],
     n: usize,
     ncols: usize,

@@ -23,6 +23,8 @@ pub struct CallableOp {
     n: usize,
     matvec: Py<PyAny>,
     matmat: Option<Py<PyAny>>,
+    /// Unit roundoff of the arithmetic the function does (its declared dtype).
+    precision: f64,
     /// The exception the user function raised, re-raised unchanged by the caller.
     raised: Mutex<Option<PyErr>>,
 }
@@ -96,6 +98,10 @@ impl SymOp for CallableOp {
             Some(matmat) => self.call_into(matmat, x, y, &[self.n, ncols]),
             None => crate::core::op::apply_block_by_columns(self, x, y, ncols),
         }
+    }
+
+    fn relative_precision(&self) -> f64 {
+        self.precision
     }
 }
 
@@ -175,15 +181,21 @@ impl RustOperator {
         Ok(RustOperator::new(OpKind::Csr(arrays), n))
     }
 
-    /// A Python function computing `A @ x` (and optionally `A @ X`).
+    /// A Python function computing `A @ x` (and optionally `A @ X`), in
+    /// arithmetic of unit roundoff `precision` (float32's for float32 functions).
     #[staticmethod]
-    #[pyo3(signature = (n, matvec, matmat=None))]
-    fn callable(n: usize, matvec: Py<PyAny>, matmat: Option<Py<PyAny>>) -> Self {
+    #[pyo3(signature = (n, matvec, matmat=None, precision=f64::EPSILON))]
+    fn callable(n: usize, matvec: Py<PyAny>, matmat: Option<Py<PyAny>>, precision: f64) -> Self {
         RustOperator::new(
             OpKind::Callable(CallableOp {
                 n,
                 matvec,
                 matmat,
+                precision: if precision.is_finite() && precision > 0.0 {
+                    precision
+                } else {
+                    f64::EPSILON
+                },
                 raised: Mutex::new(None),
             }),
             n,
