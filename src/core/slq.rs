@@ -448,14 +448,17 @@ fn lanczos_probe(
         // Measure the true loss h = Q_kᵀ w (one sweep of the basis); remove it
         // by one Gram–Schmidt pass when it matters, a second after heavy
         // cancellation ("twice is enough").
-        for _pass in 0..2 {
+        for pass in 0..2 {
             if !due || b == 0.0 {
                 break;
             }
             measured.resize(k + 1, 0.0);
             crate::core::lanczos::sweep(done, n, k + 1, &mut w, None, &mut partials, &mut measured);
             let largest = measured.iter().fold(0.0f64, |m, x| m.max(x.abs())) / b;
-            omega.calibrate(k, largest, estimate);
+            if pass == 0 {
+                // (A second pass measures what the first left, not the estimate.)
+                omega.calibrate(k, largest, estimate);
+            }
             if largest <= RESTORE_FRACTION * omega.threshold {
                 omega.set_measured(k, &measured, b);
                 break;

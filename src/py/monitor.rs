@@ -107,7 +107,9 @@ pub enum Driver {
 
 /// Run `work` with the GIL released and Ctrl-C polled, and turn its error into
 /// the right Python exception: the one a signal handler raised when there is
-/// one, else the core error's mapping.
+/// one, else the core error's mapping. A handler's exception is raised even
+/// when the work finished anyway (Ctrl-C in its last moments): running the
+/// handler consumed the signal, so dropping its exception would lose it.
 pub fn run_detached<T, F>(py: Python<'_>, driver: Driver, progress: bool, work: F) -> PyResult<T>
 where
     F: FnOnce(&PyMonitor) -> Result<T> + Send,
@@ -121,10 +123,11 @@ where
     if progress {
         eprintln!();
     }
-    result.map_err(|err| match monitor.take_raised() {
-        Some(raised) => raised,
-        None => super::errors::to_py(err),
-    })
+    match (result, monitor.take_raised()) {
+        (_, Some(raised)) => Err(raised),
+        (Ok(value), None) => Ok(value),
+        (Err(err), None) => Err(super::errors::to_py(err)),
+    }
 }
 
 fn run_in_pool_polling<T, F>(py: Python<'_>, monitor: &PyMonitor, work: F) -> Result<T>
