@@ -87,8 +87,9 @@ use rayon::prelude::*;
 const CHUNK: usize = 4096;
 
 /// Probes run concurrently (each with sequential vector work) while one probe's
-/// reorthogonalisation, about `n · n_steps²` multiply-adds, stays well under a
-/// second, so the monitor (checked between batches) still answers promptly.
+/// worst-case orthogonalisation (a sweep on every step), about `n · n_steps²`
+/// multiply-adds, stays well under a second, so the monitor (checked between
+/// batches) still answers promptly.
 const PARALLEL_PROBES_MAX_WORK: usize = 300_000_000;
 
 /// How probe vectors are drawn.
@@ -374,8 +375,7 @@ impl OrthogonalityEstimate {
 
 /// m steps of Lanczos from `z / ‖z‖` with partial reorthogonalisation (module
 /// docs); returns (α, β) with β of the same length as α (last entry the
-/// residual norm, 0 on breakdown) and the number of steps that were fully
-/// reorthogonalised. `storage` holds the basis; reusing it across probes
+/// residual norm, 0 on breakdown) and the number of Gram–Schmidt corrections. `storage` holds the basis; reusing it across probes
 /// saves faulting in `n · n_steps` fresh pages per probe (12 % of a 1M-row
 /// Laplacian's SLQ).
 fn lanczos_probe(
@@ -1057,15 +1057,51 @@ pub(crate) mod tests {
         assert!((e.value - 2.0 / 3.0).abs() < 1e-12, "{e:?}");
     }
 
+    /// `n` eigenvalues spread over [0, 1) with the first and last replaced by
+    /// the isolated outliers −5 and 8.
+    fn spectrum_with_outliers(n: usize) -> Vec<f64> {
+        let mut diag: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
+        diag[0] = -5.0;
+        diag[n - 1] = 8.0;
+        diag
+    }
+
+    /// The Gauss rule of a probe `z` on [`spectrum_with_outliers`] has exactly
+    /// one node near each outlier (no ghost copies), weighted `z_i² / ‖z‖²` to
+    /// within `weight_tolerance`; returns the rule's eigen-decomposition.
+    fn assert_no_ghosts(
+        alpha: &[f64],
+        beta: &[f64],
+        z: &[f64],
+        weight_tolerance: f64,
+        context: &str,
+    ) -> crate::core::tridiag::SymEig {
+        let (n, steps) = (z.len(), alpha.len());
+        let zz: f64 = z.iter().map(|x| x * x).sum();
+        let eig = tridiag_eig(alpha, &beta[..steps - 1]).unwrap();
+        for (outlier, index) in [(-5.0, 0), (8.0, n - 1)] {
+            let near: Vec<usize> = (0..steps)
+                .filter(|&i| (eig.values[i] - outlier).abs() < 0.5)
+                .collect();
+            assert_eq!(
+                near.len(),
+                1,
+                "ghost copies of {outlier} ({context}): {:?}",
+                eig.values
+            );
+            let weight = eig.vector(near[0])[0].powi(2);
+            assert!((weight - z[index].powi(2) / zz).abs() < weight_tolerance);
+        }
+        eig
+    }
+
     #[test]
     fn partial_reorthogonalization_prevents_ghosts_and_skips_steps() {
         // Two isolated outliers converge within a few steps; afterwards plain
         // Lanczos would lose orthogonality against them and produce "ghost"
         // copies that steal weight from the bulk.
         let n = 3000;
-        let mut diag: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
-        diag[0] = -5.0;
-        diag[n - 1] = 8.0;
+        let diag = spectrum_with_outliers(n);
         let op = Diagonal(diag.clone());
         let z = probe_vector(11, 0, n, ProbeKind::Rademacher);
         let zz: f64 = z.iter().map(|x| x * x).sum();
@@ -1077,15 +1113,7 @@ pub(crate) mod tests {
             reorthogonalized > 0 && reorthogonalized < steps / 2,
             "{reorthogonalized} of {steps} steps reorthogonalised"
         );
-        let eig = tridiag_eig(&alpha, &beta[..steps - 1]).unwrap();
-        for (outlier, index) in [(-5.0, 0), (8.0, n - 1)] {
-            let near: Vec<usize> = (0..steps)
-                .filter(|&i| (eig.values[i] - outlier).abs() < 0.5)
-                .collect();
-            assert_eq!(near.len(), 1, "ghost copies of {outlier}: {:?}", eig.values);
-            let weight = eig.vector(near[0])[0].powi(2);
-            assert!((weight - z[index].powi(2) / zz).abs() < 1e-12);
-        }
+        let eig = assert_no_ghosts(&alpha, &beta, &z, 1e-12, "float64 diagonal");
         // The quadrature's low moments are those of the probe's measure.
         for power in 1..8 {
             let exact: f64 = z
@@ -1131,12 +1159,10 @@ pub(crate) mod tests {
     #[test]
     fn operators_less_accurate_than_float64_keep_the_full_recurrence() {
         // A float32-like operator (asymmetry 1e-6 relative), once declared as
-        // such and once passing itself off as float64: the measured loss of
-        // orthogonality must recalibrate the estimate in the second case.
+        // such and once passing itself off as float64: either way the basis
+        // must stay semi-orthogonal (no false breakdown, no ghosts).
         let n = 3000;
-        let mut diag: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
-        diag[0] = -5.0;
-        diag[n - 1] = 8.0;
+        let diag = spectrum_with_outliers(n);
         for precision in [f32::EPSILON as f64, f64::EPSILON] {
             let op = Perturbed {
                 diag: diag.clone(),
@@ -1144,21 +1170,12 @@ pub(crate) mod tests {
                 precision,
             };
             let z = probe_vector(5, 0, n, ProbeKind::Rademacher);
-            let zz: f64 = z.iter().map(|x| x * x).sum();
             let steps = 150;
             let (alpha, beta, reorthogonalized) =
                 lanczos_probe(&op, z.clone(), steps, false, &|| Ok(()), &mut Vec::new()).unwrap();
             assert_eq!(alpha.len(), steps, "premature breakdown at {precision:e}");
             assert!(reorthogonalized < steps, "{reorthogonalized}");
-            let eig = tridiag_eig(&alpha, &beta[..steps - 1]).unwrap();
-            for (outlier, index) in [(-5.0, 0), (8.0, n - 1)] {
-                let near: Vec<usize> = (0..steps)
-                    .filter(|&i| (eig.values[i] - outlier).abs() < 0.5)
-                    .collect();
-                assert_eq!(near.len(), 1, "ghosts of {outlier} at {precision:e}");
-                let weight = eig.vector(near[0])[0].powi(2);
-                assert!((weight - z[index].powi(2) / zz).abs() < 1e-6);
-            }
+            assert_no_ghosts(&alpha, &beta, &z, 1e-6, &format!("precision {precision:e}"));
         }
     }
 
