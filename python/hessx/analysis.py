@@ -366,15 +366,7 @@ def minimum_ratio(
         if tol is None:
             tol = float(np.sqrt(eps) * _spectral_scale(op, matrix, rng))
         below_count, within_count, above_count = _hessx.inertia_counts(*csr, tol)
-        below, within, above = below_count / n, within_count / n, above_count / n
-        return MinimumRatio(
-            value=above,
-            stderr=0.0,
-            method="inertia",
-            n=n,
-            tol=tol,
-            fractions=Fractions(below=(below, 0.0), within=(within, 0.0), above=(above, 0.0)),
-        )
+        return _exact_ratio("inertia", n, tol, below_count / n, within_count / n, above_count / n)
     if chosen == "slq":
         from .spectrum import spectral_density
 
@@ -404,11 +396,17 @@ def minimum_ratio(
         tol = float(np.sqrt(eps) * scale)
     below = float(np.count_nonzero(w < -tol)) / n
     above = float(np.count_nonzero(w > tol)) / n
-    within = 1.0 - below - above
+    return _exact_ratio("exact", n, tol, below, 1.0 - below - above, above)
+
+
+def _exact_ratio(
+    method: str, n: int, tol: float, below: float, within: float, above: float
+) -> MinimumRatio:
+    """A minimum ratio from exact counts: no sampling or quadrature error."""
     return MinimumRatio(
         value=above,
         stderr=0.0,
-        method="exact",
+        method=method,
         n=n,
         tol=tol,
         fractions=Fractions(below=(below, 0.0), within=(within, 0.0), above=(above, 0.0)),
