@@ -60,7 +60,7 @@
 //! # Determinism
 //!
 //! Every reduction (dot products, norms) sums fixed row chunks of
-//! [`REDUCE_CHUNK`] in parallel and then the chunk sums in order, and the
+//! [`REDUCE_CHUNK`](crate::core::sweep::REDUCE_CHUNK) in parallel and then the chunk sums in order, and the
 //! restart GEMM runs sequentially inside fixed row chunks, so results are
 //! bit-for-bit reproducible for a given seed whatever the thread count
 //! (provided the operator is itself deterministic). The hand-written
@@ -84,21 +84,14 @@
 use crate::core::error::{check_finite, first_non_finite, Error, Result};
 use crate::core::monitor::Monitor;
 use crate::core::op::SymOp;
+use crate::core::sweep::{dot, subtract_columns, sweep, REDUCE_CHUNK};
 use crate::core::tridiag::sym_eig;
 use faer::linalg::matmul::matmul;
-use faer::traits::pulp::{Arch, Simd, WithSimd};
 use faer::{Accum, MatMut, MatRef, Par};
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 
-/// Rows per reduction chunk: the unit of parallel work and of the fixed
-/// summation order that makes reductions deterministic.
-const REDUCE_CHUNK: usize = 8192;
-/// Rows per sub-block inside a chunk: the update `w -= V h` and the following
-/// projection `Vᵀ w` of one sub-block run back to back while its slices of the
-/// basis (≤ a few hundred KiB for typical `ncv`) are still in L1/L2.
-const FUSE_BLOCK: usize = 1024;
 /// Rows per task of the in-place restart product `V ← V Y`.
 const COMBINE_ROWS: usize = 512;
 /// A second Gram–Schmidt pass is applied when the measured `‖Vᵀw‖ / ‖w‖`
@@ -530,33 +523,6 @@ fn orthogonalize(
     Ok(Orthogonalized { beta, in_span })
 }
 
-/// `w -= Σ_i coeffs[i] v_{first + i}`; returns `‖w‖²` (deterministic chunk order).
-pub(crate) fn subtract_columns(
-    v: &[f64],
-    n: usize,
-    first: usize,
-    coeffs: &[f64],
-    w: &mut [f64],
-    partials: &mut Vec<f64>,
-) -> f64 {
-    partials.clear();
-    partials.resize(n.div_ceil(REDUCE_CHUNK), 0.0);
-    w.par_chunks_mut(REDUCE_CHUNK)
-        .zip(partials.par_iter_mut())
-        .enumerate()
-        .for_each(|(c, (w_chunk, norm2))| {
-            *norm2 = Arch::new().dispatch(SubtractChunk {
-                v,
-                n,
-                first,
-                chunk_start: c * REDUCE_CHUNK,
-                coeffs,
-                w_chunk,
-            });
-        });
-    partials.iter().sum()
-}
-
 /// Replace `w` by a random unit vector orthogonal to the `ncols < n` columns of `v`.
 fn fresh_direction(
     v: &[f64],
@@ -590,223 +556,6 @@ fn fresh_direction(
     Err(Error::Operator(
         "lanczos could not extend the Krylov basis with a random vector".to_string(),
     ))
-}
-
-/// One sweep over fixed row chunks: optionally `w -= V update` first, then
-/// `out = Vᵀ w`; returns `‖w‖²` (after the update). `V` is the first `ncols`
-/// length-`n` columns of `v`.
-pub(crate) fn sweep(
-    v: &[f64],
-    n: usize,
-    ncols: usize,
-    w: &mut [f64],
-    update: Option<&[f64]>,
-    partials: &mut Vec<f64>,
-    out: &mut [f64],
-) -> f64 {
-    let stride = ncols + 1;
-    let n_chunks = n.div_ceil(REDUCE_CHUNK);
-    partials.clear();
-    partials.resize(n_chunks * stride, 0.0);
-    w.par_chunks_mut(REDUCE_CHUNK)
-        .zip(partials.par_chunks_mut(stride))
-        .enumerate()
-        .for_each(|(c, (w_chunk, part))| {
-            Arch::new().dispatch(SweepChunk {
-                v,
-                n,
-                chunk_start: c * REDUCE_CHUNK,
-                w_chunk,
-                update,
-                part,
-            })
-        });
-    out.fill(0.0);
-    let mut norm2 = 0.0;
-    for part in partials.chunks_exact(stride) {
-        for (o, p) in out.iter_mut().zip(part) {
-            *o += p;
-        }
-        norm2 += part[ncols];
-    }
-    norm2
-}
-
-/// One [`REDUCE_CHUNK`] of [`sweep`]; `part` receives `Vᵀ w` and `‖w‖²`.
-///
-/// Run through `pulp`'s dispatch so that the inlined loops below are compiled
-/// for the widest SIMD the CPU offers (AVX2 where present), not just the
-/// baseline SSE2 of a portable build. The loops do not use fused
-/// multiply-adds, so every instruction set gives bit-identical results.
-struct SweepChunk<'a> {
-    v: &'a [f64],
-    n: usize,
-    chunk_start: usize,
-    w_chunk: &'a mut [f64],
-    update: Option<&'a [f64]>,
-    part: &'a mut [f64],
-}
-
-impl WithSimd for SweepChunk<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
-        let SweepChunk {
-            v,
-            n,
-            chunk_start,
-            w_chunk,
-            update,
-            part,
-        } = self;
-        let (projections, norm2) = part.split_at_mut(part.len() - 1);
-        for (b, w_block) in w_chunk.chunks_mut(FUSE_BLOCK).enumerate() {
-            let lo = chunk_start + b * FUSE_BLOCK;
-            let hi = lo + w_block.len();
-            let column = |i: usize| &v[i * n + lo..i * n + hi];
-            if let Some(h) = update {
-                add_combination(w_block, &column, h, -1.0);
-            }
-            accumulate_projections(w_block, &column, projections);
-            norm2[0] += dot(w_block, w_block);
-        }
-    }
-}
-
-/// One [`REDUCE_CHUNK`] of [`subtract_columns`], SIMD-dispatched like [`SweepChunk`].
-struct SubtractChunk<'a> {
-    v: &'a [f64],
-    n: usize,
-    first: usize,
-    chunk_start: usize,
-    coeffs: &'a [f64],
-    w_chunk: &'a mut [f64],
-}
-
-impl WithSimd for SubtractChunk<'_> {
-    type Output = f64;
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) -> f64 {
-        let SubtractChunk {
-            v,
-            n,
-            first,
-            chunk_start,
-            coeffs,
-            w_chunk,
-        } = self;
-        let hi = chunk_start + w_chunk.len();
-        let column = |i: usize| &v[(first + i) * n + chunk_start..(first + i) * n + hi];
-        add_combination(w_chunk, &column, coeffs, -1.0);
-        dot(w_chunk, w_chunk)
-    }
-}
-
-/// `w += sign · Σ_i coeffs[i] column(i)`, four columns per pass over `w`.
-#[inline(always)]
-fn add_combination<'a>(
-    w: &mut [f64],
-    column: &impl Fn(usize) -> &'a [f64],
-    coeffs: &[f64],
-    sign: f64,
-) {
-    // Index loops over slices cut to `w.len()` up front: the bounds checks
-    // hoist out of the loop and LLVM vectorizes it. (Deeply zipped iterators
-    // were left as out-of-line `Zip::next` calls inside pulp's dispatched
-    // function, a quarter of the solver's time at n = 1e5.)
-    let len = w.len();
-    let mut i = 0;
-    while i + 4 <= coeffs.len() {
-        let (c0, c1, c2, c3) = (coeffs[i], coeffs[i + 1], coeffs[i + 2], coeffs[i + 3]);
-        let (x0, x1, x2, x3) = (
-            &column(i)[..len],
-            &column(i + 1)[..len],
-            &column(i + 2)[..len],
-            &column(i + 3)[..len],
-        );
-        for r in 0..len {
-            w[r] += sign * (c0 * x0[r] + c1 * x1[r] + c2 * x2[r] + c3 * x3[r]);
-        }
-        i += 4;
-    }
-    for (j, &c) in coeffs.iter().enumerate().skip(i) {
-        let x = &column(j)[..len];
-        for r in 0..len {
-            w[r] += sign * (c * x[r]);
-        }
-    }
-}
-
-/// `out[i] += column(i) · w` for every `i < out.len()`, four columns per pass.
-#[inline(always)]
-fn accumulate_projections<'a>(w: &[f64], column: &impl Fn(usize) -> &'a [f64], out: &mut [f64]) {
-    let mut i = 0;
-    while i + 4 <= out.len() {
-        let d = dot4([column(i), column(i + 1), column(i + 2), column(i + 3)], w);
-        for (o, x) in out[i..i + 4].iter_mut().zip(d) {
-            *o += x;
-        }
-        i += 4;
-    }
-    for (j, o) in out.iter_mut().enumerate().skip(i) {
-        *o += dot(column(j), w);
-    }
-}
-
-const LANES: usize = 4;
-
-/// Dot product with `LANES` independent accumulators (vectorizable, fixed order).
-#[inline(always)]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let len = a.len().min(b.len());
-    let (a, b) = (&a[..len], &b[..len]);
-    let full = len - len % LANES;
-    let mut acc = [0.0; LANES];
-    let mut i = 0;
-    while i < full {
-        for l in 0..LANES {
-            acc[l] += a[i + l] * b[i + l];
-        }
-        i += LANES;
-    }
-    let mut tail = 0.0;
-    for r in full..len {
-        tail += a[r] * b[r];
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
-}
-
-/// Four dot products against one `w`, reading `w` once.
-#[inline(always)]
-fn dot4(columns: [&[f64]; 4], w: &[f64]) -> [f64; 4] {
-    let len = w.len();
-    let [c0, c1, c2, c3] = columns;
-    let (c0, c1, c2, c3) = (&c0[..len], &c1[..len], &c2[..len], &c3[..len]);
-    let full = len - len % LANES;
-    let mut acc = [[0.0; LANES]; 4];
-    let mut i = 0;
-    while i < full {
-        for l in 0..LANES {
-            let wr = w[i + l];
-            acc[0][l] += c0[i + l] * wr;
-            acc[1][l] += c1[i + l] * wr;
-            acc[2][l] += c2[i + l] * wr;
-            acc[3][l] += c3[i + l] * wr;
-        }
-        i += LANES;
-    }
-    let mut result = [0.0; 4];
-    for (c, col) in [c0, c1, c2, c3].iter().enumerate() {
-        let mut tail = 0.0;
-        for r in full..len {
-            tail += col[r] * w[r];
-        }
-        let a = acc[c];
-        result[c] = (a[0] + a[1]) + (a[2] + a[3]) + tail;
-    }
-    result
 }
 
 /// `‖x‖²`, summed deterministically over fixed chunks.

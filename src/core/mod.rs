@@ -10,5 +10,6 @@ pub mod monitor;
 pub mod op;
 pub mod simd_state;
 pub mod slq;
+pub mod sweep;
 pub mod trace;
 pub mod tridiag;

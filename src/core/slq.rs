@@ -77,6 +77,7 @@
 use crate::core::error::{Error, Result};
 use crate::core::monitor::Monitor;
 use crate::core::op::SymOp;
+use crate::core::sweep::{subtract_columns, sweep, BasisElement};
 use crate::core::tridiag::{sym_eig, tridiag_eig};
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -240,6 +241,20 @@ where
         .fold([0.0, 0.0], |s, p| [s[0] + p[0], s[1] + p[1]])
 }
 
+/// `out = column` widened to float64.
+fn widen_into<T: BasisElement>(column: &[T], out: &mut [f64], parallel: bool) {
+    let widen = |(o, c): (&mut [f64], &[T])| o.iter_mut().zip(c).for_each(|(o, &c)| *o = c.widen());
+    if parallel {
+        out.par_chunks_mut(CHUNK)
+            .zip(column.par_chunks(CHUNK))
+            .for_each(widen);
+    } else {
+        out.chunks_mut(CHUNK)
+            .zip(column.chunks(CHUNK))
+            .for_each(widen);
+    }
+}
+
 /// Steps between measurements of the true loss of orthogonality (one sweep
 /// over the basis, `Qᵀ w`) even when the estimate stays low: a guard for
 /// operators whose rounding is larger or less random than
@@ -283,7 +298,8 @@ struct OrthogonalityEstimate {
     current: Vec<f64>,
     next: Vec<f64>,
     unit: f64,
-    /// `ε √n`: the inner products of vectors orthogonalised in float64.
+    /// `ε √n`, the inner products of vectors orthogonalised in float64, or
+    /// the storage's rounding when the basis is kept in float32.
     floor: f64,
     /// Semi-orthogonality, `√(precision)`: √ε for float64 products (Simon's
     /// level), √ε₃₂ for float32 ones, whose products are no more accurate than
@@ -292,9 +308,10 @@ struct OrthogonalityEstimate {
 }
 
 impl OrthogonalityEstimate {
-    fn new(n: usize, m: usize, precision: f64) -> Self {
+    /// `rounding` is the stored basis vectors' own ([`BasisElement::ROUNDING`]).
+    fn new(n: usize, m: usize, precision: f64, rounding: f64) -> Self {
         let precision = precision.max(f64::EPSILON);
-        let floor = f64::EPSILON * (n as f64).sqrt();
+        let floor = (f64::EPSILON * (n as f64).sqrt()).max(2.0 * rounding);
         let mut current = vec![0.0; m + 1];
         current[0] = 1.0;
         OrthogonalityEstimate {
@@ -378,13 +395,13 @@ impl OrthogonalityEstimate {
 /// residual norm, 0 on breakdown) and the number of Gram–Schmidt corrections. `storage` holds the basis; reusing it across probes
 /// saves faulting in `n · n_steps` fresh pages per probe (12 % of a 1M-row
 /// Laplacian's SLQ).
-fn lanczos_probe(
+fn lanczos_probe<T: BasisElement>(
     op: &dyn SymOp,
     z: Vec<f64>,
     n_steps: usize,
     parallel: bool,
     check: &dyn Fn() -> Result<()>,
-    storage: &mut Vec<f64>,
+    storage: &mut Vec<T>,
 ) -> Result<(Vec<f64>, Vec<f64>, usize)> {
     let n = z.len();
     let norm = dot(&z, &z, parallel).sqrt();
@@ -395,18 +412,20 @@ fn lanczos_probe(
     // when measured. Columns beyond k may hold an earlier probe's vectors;
     // nothing reads them before step k writes them.
     if storage.len() < n * n_steps {
-        storage.resize(n * n_steps, 0.0);
+        storage.resize(n * n_steps, T::default());
     }
     let basis = &mut storage[..n * n_steps];
     basis[..n]
         .iter_mut()
         .zip(&z)
-        .for_each(|(q, &x)| *q = x / norm);
-    drop(z);
+        .for_each(|(q, &x)| *q = T::narrow(x / norm));
+    // A float32 basis hands the operator a widened copy of q_k (exactly the
+    // stored vector, so the recurrence below stays consistent with it).
+    let mut q_wide = z;
     let mut w = vec![0.0; n];
     let mut alpha: Vec<f64> = Vec::with_capacity(n_steps);
     let mut beta: Vec<f64> = Vec::with_capacity(n_steps);
-    let mut omega = OrthogonalityEstimate::new(n, n_steps, op.relative_precision());
+    let mut omega = OrthogonalityEstimate::new(n, n_steps, op.relative_precision(), T::ROUNDING);
     let (mut measured, mut partials) = (Vec::new(), Vec::new());
     let mut reorthogonalized = 0;
     let mut recheck_next = false;
@@ -416,7 +435,14 @@ fn lanczos_probe(
         check()?;
         let (done, rest) = basis.split_at_mut((k + 1) * n);
         let q = &done[k * n..];
-        op.apply(q, &mut w)?;
+        let q_in = match T::as_f64(q) {
+            Some(q) => q,
+            None => {
+                widen_into(q, &mut q_wide, parallel);
+                &q_wide
+            }
+        };
+        op.apply(q_in, &mut w)?;
         // Paige's ordering: remove β_{k−1} q_{k−1} before measuring α_k.
         let b_previous = if k > 0 { beta[k - 1] } else { 0.0 };
         let q_previous = if k > 0 { &done[(k - 1) * n..k * n] } else { q };
@@ -425,8 +451,8 @@ fn lanczos_probe(
             let pc = &q_previous[start..start + wc.len()];
             let mut a = 0.0;
             for ((wi, &qi), &pi) in wc.iter_mut().zip(qc).zip(pc) {
-                *wi -= b_previous * pi;
-                a += qi * *wi;
+                *wi -= b_previous * pi.widen();
+                a += qi.widen() * *wi;
             }
             [a, 0.0]
         });
@@ -434,7 +460,7 @@ fn lanczos_probe(
             let qc = &q[start..start + wc.len()];
             let mut s = 0.0;
             for (wi, &qi) in wc.iter_mut().zip(qc) {
-                *wi -= a * qi;
+                *wi -= a * qi.widen();
                 s += *wi * *wi;
             }
             [0.0, s]
@@ -464,7 +490,7 @@ fn lanczos_probe(
                 break;
             }
             measured.resize(k + 1, 0.0);
-            crate::core::lanczos::sweep(done, n, k + 1, &mut w, None, &mut partials, &mut measured);
+            sweep(done, n, k + 1, &mut w, None, &mut partials, &mut measured);
             let largest = measured.iter().fold(0.0f64, |m, x| m.max(x.abs())) / b;
             if pass == 0 {
                 // (A second pass measures what the first left, not the estimate.)
@@ -482,14 +508,7 @@ fn lanczos_probe(
                 omega.set_measured(k, &measured, b);
                 break;
             }
-            let norm2 = crate::core::lanczos::subtract_columns(
-                done,
-                n,
-                0,
-                &measured,
-                &mut w,
-                &mut partials,
-            );
+            let norm2 = subtract_columns(done, n, 0, &measured, &mut w, &mut partials);
             a += measured[k];
             alpha[k] = a;
             let before = b;
@@ -513,9 +532,15 @@ fn lanczos_probe(
         if parallel {
             next.par_chunks_mut(CHUNK)
                 .zip(w.par_chunks(CHUNK))
-                .for_each(|(qc, wc)| qc.iter_mut().zip(wc).for_each(|(q, &x)| *q = x / b));
+                .for_each(|(qc, wc)| {
+                    qc.iter_mut()
+                        .zip(wc)
+                        .for_each(|(q, &x)| *q = T::narrow(x / b))
+                });
         } else {
-            next.iter_mut().zip(&w).for_each(|(q, &x)| *q = x / b);
+            next.iter_mut()
+                .zip(&w)
+                .for_each(|(q, &x)| *q = T::narrow(x / b));
         }
     }
     Ok((alpha, beta, reorthogonalized))
@@ -542,12 +567,54 @@ pub fn slq(op: &dyn SymOp, params: &SlqParams, monitor: &dyn Monitor) -> Result<
             ),
         ));
     }
+    // Operators accurate only to float32 get a float32 basis: the sweeps
+    // that keep it semi-orthogonal are memory-bound, and rounding the stored
+    // vectors to float32 adds no more than each product already does.
+    let tridiagonals = if op.relative_precision() >= f64::from(f32::EPSILON) {
+        run_probes::<f32>(op, params, monitor)?
+    } else {
+        run_probes::<f64>(op, params, monitor)?
+    };
+    let mut out = SlqOutput {
+        n,
+        nodes: Vec::with_capacity(params.n_probes),
+        weights: Vec::with_capacity(params.n_probes),
+        alpha: Vec::with_capacity(params.n_probes),
+        beta: Vec::with_capacity(params.n_probes),
+        residuals: Vec::with_capacity(params.n_probes),
+    };
+    for (alpha, beta) in tridiagonals {
+        let k = alpha.len();
+        let eig = tridiag_eig(&alpha, &beta[..k - 1])?;
+        let last = beta[k - 1];
+        out.weights
+            .push((0..k).map(|i| eig.vector(i)[0].powi(2)).collect());
+        out.residuals
+            .push((0..k).map(|i| last * eig.vector(i)[k - 1].abs()).collect());
+        out.nodes.push(eig.values);
+        out.alpha.push(alpha);
+        out.beta.push(beta);
+    }
+    Ok(out)
+}
+
+/// The (α, β) of every probe, run with a basis of `T` entries: probes in
+/// parallel (each with sequential vector work) while that is cheap enough to
+/// keep the monitor responsive, one after another with parallel vector work
+/// otherwise.
+fn run_probes<T: BasisElement>(
+    op: &dyn SymOp,
+    params: &SlqParams,
+    monitor: &dyn Monitor,
+) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+    let n = op.dim();
     let m = params.n_steps;
     let n_probes = params.n_probes;
+    let mut tridiagonals = Vec::with_capacity(n_probes);
     let run = |p: usize,
                parallel_ops: bool,
                check: &dyn Fn() -> Result<()>,
-               storage: &mut Vec<f64>|
+               storage: &mut Vec<T>|
      -> Result<(Vec<f64>, Vec<f64>)> {
         let index = params.first_probe.checked_add(p).ok_or_else(|| {
             Error::invalid("first_probe", "first_probe + n_probes overflows usize")
@@ -556,7 +623,6 @@ pub fn slq(op: &dyn SymOp, params: &SlqParams, monitor: &dyn Monitor) -> Result<
         let (alpha, beta, _) = lanczos_probe(op, z, m, parallel_ops, check, storage)?;
         Ok((alpha, beta))
     };
-    let mut tridiagonals = Vec::with_capacity(n_probes);
     let work = n.saturating_mul(m).saturating_mul(m);
     if work <= PARALLEL_PROBES_MAX_WORK && n_probes > 1 {
         let batch = rayon::current_num_threads().max(1);
@@ -582,27 +648,7 @@ pub fn slq(op: &dyn SymOp, params: &SlqParams, monitor: &dyn Monitor) -> Result<
             monitor.report("slq", p + 1, n_probes);
         }
     }
-    let mut out = SlqOutput {
-        n,
-        nodes: Vec::with_capacity(n_probes),
-        weights: Vec::with_capacity(n_probes),
-        alpha: Vec::with_capacity(n_probes),
-        beta: Vec::with_capacity(n_probes),
-        residuals: Vec::with_capacity(n_probes),
-    };
-    for (alpha, beta) in tridiagonals {
-        let k = alpha.len();
-        let eig = tridiag_eig(&alpha, &beta[..k - 1])?;
-        let last = beta[k - 1];
-        out.weights
-            .push((0..k).map(|i| eig.vector(i)[0].powi(2)).collect());
-        out.residuals
-            .push((0..k).map(|i| last * eig.vector(i)[k - 1].abs()).collect());
-        out.nodes.push(eig.values);
-        out.alpha.push(alpha);
-        out.beta.push(beta);
-    }
-    Ok(out)
+    Ok(tridiagonals)
 }
 
 /// Bounds on F(t) = μ((−∞, t]) (and on F(t⁻)) from the moments of one probe.
@@ -1106,8 +1152,15 @@ pub(crate) mod tests {
         let z = probe_vector(11, 0, n, ProbeKind::Rademacher);
         let zz: f64 = z.iter().map(|x| x * x).sum();
         let steps = 150;
-        let (alpha, beta, reorthogonalized) =
-            lanczos_probe(&op, z.clone(), steps, false, &|| Ok(()), &mut Vec::new()).unwrap();
+        let (alpha, beta, reorthogonalized) = lanczos_probe(
+            &op,
+            z.clone(),
+            steps,
+            false,
+            &|| Ok(()),
+            &mut Vec::<f64>::new(),
+        )
+        .unwrap();
         assert_eq!(alpha.len(), steps);
         assert!(
             reorthogonalized > 0 && reorthogonalized < steps / 2,
@@ -1158,25 +1211,35 @@ pub(crate) mod tests {
 
     #[test]
     fn operators_less_accurate_than_float64_keep_the_full_recurrence() {
-        // A float32-like operator (asymmetry 1e-6 relative), once declared as
-        // such and once passing itself off as float64: either way the basis
-        // must stay semi-orthogonal (no false breakdown, no ghosts).
-        let n = 3000;
-        let diag = spectrum_with_outliers(n);
-        for precision in [f32::EPSILON as f64, f64::EPSILON] {
+        // A float32-like operator (asymmetry 1e-6 relative), declared as such
+        // (with the float32 basis `slq` then uses, and with a float64 one) and
+        // passing itself off as float64: every way, the basis must stay
+        // semi-orthogonal (no false breakdown, no ghosts).
+        fn check<T: BasisElement>(precision: f64, label: &str) {
+            let n = 3000;
             let op = Perturbed {
-                diag: diag.clone(),
+                diag: spectrum_with_outliers(n),
                 delta: 8e-6,
                 precision,
             };
             let z = probe_vector(5, 0, n, ProbeKind::Rademacher);
             let steps = 150;
-            let (alpha, beta, reorthogonalized) =
-                lanczos_probe(&op, z.clone(), steps, false, &|| Ok(()), &mut Vec::new()).unwrap();
-            assert_eq!(alpha.len(), steps, "premature breakdown at {precision:e}");
-            assert!(reorthogonalized < steps, "{reorthogonalized}");
-            assert_no_ghosts(&alpha, &beta, &z, 1e-6, &format!("precision {precision:e}"));
+            let (alpha, beta, reorthogonalized) = lanczos_probe(
+                &op,
+                z.clone(),
+                steps,
+                false,
+                &|| Ok(()),
+                &mut Vec::<T>::new(),
+            )
+            .unwrap();
+            assert_eq!(alpha.len(), steps, "premature breakdown: {label}");
+            assert!(reorthogonalized < steps, "{reorthogonalized}: {label}");
+            assert_no_ghosts(&alpha, &beta, &z, 1e-6, label);
         }
+        check::<f32>(f32::EPSILON as f64, "float32 precision, float32 basis");
+        check::<f64>(f32::EPSILON as f64, "float32 precision, float64 basis");
+        check::<f64>(f64::EPSILON, "float32 passing as float64");
     }
 
     #[test]
@@ -1187,9 +1250,26 @@ pub(crate) mod tests {
             shift: 3.0,
         };
         let z = probe_vector(3, 0, op.dim(), ProbeKind::Gaussian);
-        let a = lanczos_probe(&op, z.clone(), 60, false, &|| Ok(()), &mut Vec::new()).unwrap();
-        let b = lanczos_probe(&op, z, 60, true, &|| Ok(()), &mut Vec::new()).unwrap();
-        assert_eq!(a, b);
+        let a = lanczos_probe(
+            &op,
+            z.clone(),
+            60,
+            false,
+            &|| Ok(()),
+            &mut Vec::<f64>::new(),
+        );
+        let b = lanczos_probe(&op, z.clone(), 60, true, &|| Ok(()), &mut Vec::<f64>::new());
+        assert_eq!(a.unwrap(), b.unwrap());
+        let a = lanczos_probe(
+            &op,
+            z.clone(),
+            60,
+            false,
+            &|| Ok(()),
+            &mut Vec::<f32>::new(),
+        );
+        let b = lanczos_probe(&op, z, 60, true, &|| Ok(()), &mut Vec::<f32>::new());
+        assert_eq!(a.unwrap(), b.unwrap());
         let again = slq(&op, &params(2, 10, 5), &Silent).unwrap();
         let once_more = slq(&op, &params(2, 10, 5), &Silent).unwrap();
         assert_eq!(again.alpha, once_more.alpha);
