@@ -3,6 +3,7 @@
 import math
 import multiprocessing
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
@@ -268,6 +269,26 @@ def _assert_same(a, b):
     np.testing.assert_array_equal(a.weights, b.weights)
     np.testing.assert_array_equal(a.residuals, b.residuals)
     assert a.fractions(1e-3) == b.fractions(1e-3)
+
+
+def test_callables_run_on_the_calling_thread_while_compiled_probes_run_side_by_side():
+    # Compiled operators run several probes at once on worker threads; a user
+    # function (JAX and PyTorch keep per-thread state) must still only ever be
+    # called from the thread that called hessx, and give the same spectrum.
+    d = planted(500, 1)
+    callers = set()
+
+    def matvec(x):
+        callers.add(threading.get_ident())
+        return d * x
+
+    via_callable = hessx.spectral_density(
+        hessx.CallableOperator(500, matvec), n_probes=6, n_steps=30, rng=4
+    )
+    assert callers == {threading.get_ident()}
+    compiled = hessx.spectral_density(sp.diags(d).tocsr(), n_probes=6, n_steps=30, rng=4)
+    np.testing.assert_allclose(via_callable.nodes, compiled.nodes, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(via_callable.weights, compiled.weights, rtol=0, atol=1e-12)
 
 
 def test_thread_executor_equals_local():

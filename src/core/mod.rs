@@ -13,3 +13,4 @@ pub mod slq;
 pub mod sweep;
 pub mod trace;
 pub mod tridiag;
+pub mod workers;

@@ -26,6 +26,13 @@ pub trait SymOp: Sync {
     fn relative_precision(&self) -> f64 {
         f64::EPSILON
     }
+
+    /// Whether products may run on threads other than the caller's, several
+    /// at once. False for operators that call back into Python: the user's
+    /// function must run on the thread that called hessx.
+    fn allows_concurrent_products(&self) -> bool {
+        true
+    }
 }
 
 /// `Y = A X` one column at a time through `apply`: the fallback for operators
@@ -63,5 +70,8 @@ impl<T: SymOp + ?Sized> SymOp for &T {
     }
     fn relative_precision(&self) -> f64 {
         (**self).relative_precision()
+    }
+    fn allows_concurrent_products(&self) -> bool {
+        (**self).allows_concurrent_products()
     }
 }

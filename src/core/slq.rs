@@ -79,6 +79,7 @@ use crate::core::monitor::Monitor;
 use crate::core::op::SymOp;
 use crate::core::sweep::{subtract_columns, sweep, BasisElement};
 use crate::core::tridiag::{sym_eig, tridiag_eig};
+use crate::core::workers::run_tasks;
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
@@ -87,11 +88,9 @@ use rayon::prelude::*;
 /// order, so results are bit-identical whether chunks run in parallel or not.
 const CHUNK: usize = 4096;
 
-/// Probes run concurrently (each with sequential vector work) while one probe's
-/// worst-case orthogonalisation (a sweep on every step), about `n · n_steps²`
-/// multiply-adds, stays well under a second, so the monitor (checked between
-/// batches) still answers promptly.
-const PARALLEL_PROBES_MAX_WORK: usize = 300_000_000;
+/// Memory the Lanczos bases of probes running at once may take together;
+/// beyond it probes run one at a time (with parallel products).
+const PROBE_WORKERS_MEMORY: usize = 2 << 30;
 
 /// How probe vectors are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -598,19 +597,15 @@ pub fn slq(op: &dyn SymOp, params: &SlqParams, monitor: &dyn Monitor) -> Result<
     Ok(out)
 }
 
-/// The (α, β) of every probe, run with a basis of `T` entries: probes in
-/// parallel (each with sequential vector work) while that is cheap enough to
-/// keep the monitor responsive, one after another with parallel vector work
-/// otherwise.
+/// The (α, β) of every probe, run with a basis of `T` entries: on
+/// [`probe_workers`] threads, each probe's work sequential; or, with one
+/// worker, one probe after another with parallel vector work.
 fn run_probes<T: BasisElement>(
     op: &dyn SymOp,
     params: &SlqParams,
     monitor: &dyn Monitor,
 ) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
     let n = op.dim();
-    let m = params.n_steps;
-    let n_probes = params.n_probes;
-    let mut tridiagonals = Vec::with_capacity(n_probes);
     let run = |p: usize,
                parallel_ops: bool,
                check: &dyn Fn() -> Result<()>,
@@ -620,35 +615,46 @@ fn run_probes<T: BasisElement>(
             Error::invalid("first_probe", "first_probe + n_probes overflows usize")
         })?;
         let z = probe_vector(params.seed, index, n, params.probe);
-        let (alpha, beta, _) = lanczos_probe(op, z, m, parallel_ops, check, storage)?;
+        let (alpha, beta, _) = lanczos_probe(op, z, params.n_steps, parallel_ops, check, storage)?;
         Ok((alpha, beta))
     };
-    let work = n.saturating_mul(m).saturating_mul(m);
-    if work <= PARALLEL_PROBES_MAX_WORK && n_probes > 1 {
-        let batch = rayon::current_num_threads().max(1);
-        let mut start = 0;
-        while start < n_probes {
-            monitor.check()?;
-            let end = (start + batch).min(n_probes);
-            let results: Vec<Result<(Vec<f64>, Vec<f64>)>> = (start..end)
-                .into_par_iter()
-                .map_init(Vec::new, |storage, p| run(p, false, &|| Ok(()), storage))
-                .collect();
-            for r in results {
-                tridiagonals.push(r?);
-            }
-            monitor.report("slq", end, n_probes);
-            start = end;
-        }
-    } else {
-        let parallel_ops = n >= 2 * CHUNK;
-        let mut storage = Vec::new();
-        for p in 0..n_probes {
-            tridiagonals.push(run(p, parallel_ops, &|| monitor.check(), &mut storage)?);
-            monitor.report("slq", p + 1, n_probes);
-        }
+    let workers = probe_workers(op, params, std::mem::size_of::<T>());
+    if workers > 1 {
+        return run_tasks(
+            workers,
+            params.n_probes,
+            "slq",
+            monitor,
+            |p, check, storage| run(p, false, check, storage),
+        );
+    }
+    let parallel_ops = n >= 2 * CHUNK;
+    let mut storage = Vec::new();
+    let mut tridiagonals = Vec::with_capacity(params.n_probes);
+    for p in 0..params.n_probes {
+        tridiagonals.push(run(p, parallel_ops, &|| monitor.check(), &mut storage)?);
+        monitor.report("slq", p + 1, params.n_probes);
     }
     Ok(tridiagonals)
+}
+
+/// How many probes run at once: one per thread of the current pool, as long
+/// as the operator allows concurrent products and their bases (`n · n_steps`
+/// entries of `entry_bytes` each) fit in [`PROBE_WORKERS_MEMORY`] together.
+fn probe_workers(op: &dyn SymOp, params: &SlqParams, entry_bytes: usize) -> usize {
+    if !op.allows_concurrent_products() {
+        return 1;
+    }
+    let basis_bytes = op
+        .dim()
+        .saturating_mul(params.n_steps)
+        .saturating_mul(entry_bytes)
+        .max(1);
+    let affordable = (PROBE_WORKERS_MEMORY / basis_bytes).max(1);
+    rayon::current_num_threads()
+        .min(params.n_probes)
+        .min(affordable)
+        .max(1)
 }
 
 /// Bounds on F(t) = μ((−∞, t]) (and on F(t⁻)) from the moments of one probe.

@@ -103,6 +103,10 @@ impl SymOp for CallableOp {
     fn relative_precision(&self) -> f64 {
         self.precision
     }
+
+    fn allows_concurrent_products(&self) -> bool {
+        false
+    }
 }
 
 pub enum OpKind {
