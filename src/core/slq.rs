@@ -484,6 +484,7 @@ fn lanczos_probe<T: BasisElement>(
         // Measure the true loss h = Q_kᵀ w (one sweep of the basis); remove it
         // by one Gram–Schmidt pass when it matters, a second after heavy
         // cancellation ("twice is enough").
+        let mut underestimated = false;
         for pass in 0..2 {
             if !due || b == 0.0 {
                 break;
@@ -494,6 +495,7 @@ fn lanczos_probe<T: BasisElement>(
             if pass == 0 {
                 // (A second pass measures what the first left, not the estimate.)
                 omega.calibrate(k, largest, estimate);
+                underestimated = largest > estimate;
                 check_interval = if largest <= estimate && scheduled {
                     2 * check_interval
                 } else if largest > estimate {
@@ -516,8 +518,10 @@ fn lanczos_probe<T: BasisElement>(
             omega.reset(k, largest);
             reorthogonalized += 1;
             // Simon: q_{k+2} inherits through the recurrence what q_{k+1}
-            // lost, so the next step is measured too.
-            recheck_next = true;
+            // lost. The estimate carries that inheritance (its row for q_k),
+            // so the next step is measured regardless only when this step's
+            // estimate fell short of the truth.
+            recheck_next = underestimated;
             due = b < 0.5 * before;
         }
         // Breakdown: v lies (to working precision) in an invariant subspace.
