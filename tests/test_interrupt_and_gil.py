@@ -24,6 +24,11 @@ LONG_SOLVE = {
         op = hessx.CallableOperator(A.shape[0], lambda x: A @ x)
         hessx.eigsh(op, k=20, which="SM", tol=1e-15, maxiter=10**7, rng=0)
     """,
+    # Probes on worker threads: the stop must reach them through the driver.
+    "slq workers": """
+        A = laplacian_3d(60)
+        hessx.spectral_density(A, n_probes=10**6, n_steps=200, rng=0)
+    """,
 }
 
 

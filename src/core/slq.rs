@@ -20,9 +20,10 @@
 //! The Lanczos vectors are kept semi-orthogonal by *partial
 //! reorthogonalisation* (Simon 1984): the inner products `q_iᵀ q_j` are
 //! estimated from the coefficients by Simon's recurrence; when an estimate
-//! passes √ε (√ε₃₂ for float32 products), on the step after a correction, and
-//! every 10 steps regardless, the true inner products `Qᵀ w` are measured (one
-//! sweep of the basis) and, if they matter, removed by classical Gram–Schmidt.
+//! passes √ε (√ε₃₂ for float32 products), on the step after a correction
+//! whose estimate fell short, and every 10 steps regardless, the true inner
+//! products `Qᵀ w` are measured (one sweep of the basis) and, if they matter,
+//! removed by classical Gram–Schmidt.
 //! Measurements also calibrate the estimate, so its pessimism (three orders of
 //! magnitude for float32 network Hessians) does not turn into wasted sweeps.
 //! Semi-orthogonality is what the error bars below need: Simon proved that
@@ -36,8 +37,22 @@
 //! n = 10⁶ and m = 80 was 95 % of the time with a cheap operator. Now a step
 //! costs one product and three vector passes, plus a sweep of the basis on
 //! the steps that are measured.
+//! For float32 operators the basis itself is stored in float32: the sweeps are
+//! memory-bound, and rounding a stored vector to float32 perturbs the
+//! recurrence by no more than each float32 product already does (the
+//! operator rounds its input to float32 anyway); arithmetic stays float64.
 //! A zero `β_k` (breakdown) means `v` lies in an invariant subspace: the Gauss
 //! rule is then exact, and the recurrence stops early.
+//!
+//! # Parallelism
+//! Probes run side by side, one per thread, each inside a single-thread pool
+//! (`workers.rs`): for a network Hessian two sequential GEMMs outrun one split
+//! over both cores, and one probe's memory-bound sweeps overlap the other's
+//! products. Operators that call back into Python, and bases too large to
+//! hold one per thread, run probe after probe with parallel vector work
+//! instead. Both give the same bits (for operators whose products do not
+//! depend on the thread count, as hessx's own do not): every reduction sums
+//! fixed chunks in a fixed order.
 //!
 //! # Counting with an honest error bar
 //! The fraction of eigenvalues in an interval `I` is `E[μ_v(I)]`. The naive
