@@ -330,10 +330,14 @@ def test_process_executor_equals_local():
         )
         r = hessx.minimum_ratio(A, method="slq", rng=0, n_steps=30, executor=ex)
         assert r == hessx.minimum_ratio(A, method="slq", rng=0, n_steps=30)
-        if ex._mp_context.get_start_method() == "fork":
-            op = hessx.CallableOperator(500, diag_matvec)
-            with pytest.raises(ValueError, match="mp_context=multiprocessing.get_context"):
-                hessx.spectral_density(op, executor=ex, rng=0)
+        # Matrix-free operators too, in a pool that forks on Linux: the
+        # child's rayon global pool has no threads, and hessx must not use it.
+        op = hessx.CallableOperator(500, diag_matvec)
+        _assert_same(
+            hessx.spectral_density(op, n_probes=4, n_steps=20, rng=1),
+            hessx.spectral_density(op, n_probes=4, n_steps=20, rng=1, executor=ex),
+        )
+        assert hessx.trace(op, n_probes=8, rng=2, executor=ex) == hessx.trace(op, n_probes=8, rng=2)
 
 
 def test_spawned_process_executor_runs_matrix_free_operators():

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -336,23 +336,6 @@ def _check_executor(executor: Any) -> None:
         )
 
 
-def _check_forked_workers(executor: Any, payload: tuple[Any, ...]) -> None:
-    """Matrix-free operators run their Rust work on rayon's global thread pool,
-    whose threads a child made by ``fork`` does not have: the task would wait
-    forever. (Explicit matrices run in hessx's own pool, which a forked child
-    rebuilds.)"""
-    if payload[0] not in ("callable", "object", "operator"):
-        return
-    context = getattr(executor, "_mp_context", None)
-    method = context.get_start_method() if context is not None else None
-    if isinstance(executor, ProcessPoolExecutor) and method == "fork":
-        raise ValueError(
-            "executor: a ProcessPoolExecutor that forks its workers cannot run a matrix-free "
-            "operator; create it with mp_context=multiprocessing.get_context('spawn') "
-            "(or 'forkserver'), or pass the matrix itself"
-        )
-
-
 # --- public functions -------------------------------------------------------
 
 
@@ -392,10 +375,8 @@ def spectral_density(
         (SciPy sparse or NumPy, pickled) or from the user's callable (which
         must then pickle for process executors) and runs a range of probes.
         The result equals the local one exactly; a failing task's exception is
-        re-raised. A ``ProcessPoolExecutor`` that forks (Linux's default
-        before Python 3.14) runs explicit matrices only: for matrix-free
-        operators create it with ``mp_context=multiprocessing.get_context("spawn")``.
-        Model Hessians (`hessx.models`) do not pickle: use threads, or ship
+        re-raised. Process pools (forked or spawned) take explicit matrices
+        and picklable matrix-free operators. Model Hessians (`hessx.models`) do not pickle: use threads, or ship
         the model and data in your own task.
     probes_per_task : int, optional
         Probes per submitted task; default an even split over the executor's
@@ -437,7 +418,6 @@ def spectral_density(
     else:
         _check_executor(executor)
         payload = _portable(A, op)
-        _check_forked_workers(executor, payload)
         futures = [
             executor.submit(_slq_task, payload, first, size, steps, seed, probe)
             for first, size in _ranges(count, executor, per)
@@ -527,14 +507,12 @@ def trace(
             estimate, stderr = _hessx.hutchpp_run(op._rust, count, seed, bool(progress))
             return float(estimate), float(stderr)
         payload = _portable(A, op)
-        _check_forked_workers(executor, payload)
         (remote,) = _gather([executor.submit(_hutchpp_task, payload, count, seed)])
         return float(remote[0]), float(remote[1])
     if executor is None:
         samples = np.asarray(_hessx.hutchinson_run(op._rust, count, seed, 0, bool(progress)))
     else:
         payload = _portable(A, op)
-        _check_forked_workers(executor, payload)
         futures = [
             executor.submit(_hutchinson_task, payload, first, size, seed)
             for first, size in _ranges(count, executor, per)

@@ -1,18 +1,21 @@
 //! The bridge between long core computations and the Python caller.
 //!
-//! The GIL is released for the whole computation. Ctrl-C is noticed on the
-//! thread that called into hessx (CPython runs signal handlers only on the main
-//! thread), which takes the GIL back every ~50 ms to run them:
-//! - Rust-side operators: the work runs in hessx's thread pool while the calling
-//!   thread waits and polls; an exception from a handler sets a flag that the
-//!   work sees at its next `Monitor::check`.
-//! - Python callables: the work runs on the calling thread itself, so the user
-//!   function is always called from the thread that called hessx (JAX and
-//!   PyTorch keep per-thread state), holding the GIL only for the call; `check`
-//!   then polls signals directly.
+//! The GIL is released for the whole computation, which runs in hessx's thread
+//! pool. Meanwhile the thread that called into hessx takes the GIL back every
+//! ~50 ms to let Ctrl-C handlers run (CPython runs them only on the main
+//! thread); an exception from a handler sets a flag that the work sees at its
+//! next `Monitor::check`. The calling thread also runs the jobs the work sends
+//! it through [`CallingThread`]: a Python callable's products, so that the user
+//! function is always called from the thread that called hessx (JAX and
+//! PyTorch keep per-thread state), holding the GIL only for the call.
+//!
+//! Running everything in hessx's own pool (never rayon's global one) also
+//! keeps a child made by `fork` working: hessx rebuilds its pool there, while
+//! the global pool's threads would be missing and its work would wait forever.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,8 +28,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 pub struct PyMonitor {
     progress: bool,
-    /// True when `check` runs on the calling thread and may poll signals itself.
-    polls_signals: bool,
     cancelled: AtomicBool,
     last_poll: Mutex<Instant>,
     /// The exception a signal handler raised (normally KeyboardInterrupt).
@@ -34,10 +35,9 @@ pub struct PyMonitor {
 }
 
 impl PyMonitor {
-    fn new(progress: bool, polls_signals: bool) -> Self {
+    fn new(progress: bool) -> Self {
         PyMonitor {
             progress,
-            polls_signals,
             cancelled: AtomicBool::new(false),
             last_poll: Mutex::new(Instant::now()),
             raised: Mutex::new(None),
@@ -65,11 +65,6 @@ impl PyMonitor {
 
 impl Monitor for PyMonitor {
     fn check(&self) -> Result<()> {
-        if self.polls_signals && self.poll_due() {
-            if let Err(err) = Python::attach(|py| py.check_signals()) {
-                self.store_raised(err);
-            }
-        }
         if self.cancelled.load(Ordering::SeqCst) {
             Err(Error::Interrupted)
         } else {
@@ -96,30 +91,62 @@ impl Monitor for PyMonitor {
     }
 }
 
-/// Where a computation runs: see the module documentation.
+/// Where a single product (`RustOperator.matvec`) runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Driver {
-    /// In hessx's pool, the calling thread polling Ctrl-C meanwhile.
+    /// In hessx's pool, with the GIL released.
     Pool,
-    /// On the calling thread (operators that call back into Python).
+    /// On the calling thread, holding the GIL (operators that call back into Python).
     CallingThread,
 }
 
-/// Run `work` with the GIL released and Ctrl-C polled, and turn its error into
-/// the right Python exception: the one a signal handler raised when there is
-/// one, else the core error's mapping. A handler's exception is raised even
-/// when the work finished anyway (Ctrl-C in its last moments): running the
-/// handler consumed the signal, so dropping its exception would lose it.
-pub fn run_detached<T, F>(py: Python<'_>, driver: Driver, progress: bool, work: F) -> PyResult<T>
+enum Message<'env> {
+    Job(Box<dyn FnOnce() + Send + 'env>),
+    Done,
+}
+
+/// Lets work running in hessx's pool run closures on the thread that called
+/// hessx, which serves them while it waits (see the module documentation).
+pub struct CallingThread<'env> {
+    sender: Sender<Message<'env>>,
+}
+
+impl<'env> CallingThread<'env> {
+    /// Runs `job` on the calling thread and returns its result.
+    pub fn run<R: Send + 'env>(&self, job: impl FnOnce() -> R + Send + 'env) -> Result<R> {
+        let stopped = || Error::Operator("the calling thread no longer serves hessx".into());
+        let (reply, answer) = channel();
+        self.sender
+            .send(Message::Job(Box::new(move || {
+                let _ = reply.send(job());
+            })))
+            .map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())
+    }
+}
+
+/// Run `work` in hessx's pool with the GIL released, Ctrl-C polled and the
+/// calling thread serving [`CallingThread`] jobs, and turn its error into the
+/// right Python exception: the one a signal handler raised when there is one,
+/// else the core error's mapping. A handler's exception is raised even when
+/// the work finished anyway (Ctrl-C in its last moments): running the handler
+/// consumed the signal, so dropping its exception would lose it.
+///
+/// Work that waits for [`CallingThread`] jobs runs in a pool of its own
+/// (`pool::install_private`), since a thread blocked outside rayon must not
+/// be one of hessx's shared pool.
+pub fn run_detached<'env, T, F>(
+    py: Python<'_>,
+    progress: bool,
+    uses_calling_thread: bool,
+    work: F,
+) -> PyResult<T>
 where
-    F: FnOnce(&PyMonitor) -> Result<T> + Send,
+    F: FnOnce(&PyMonitor, &CallingThread<'env>) -> Result<T> + Send,
     T: Send,
 {
-    let monitor = PyMonitor::new(progress, driver == Driver::CallingThread);
-    let result = match driver {
-        Driver::CallingThread => py.detach(|| work(&monitor)),
-        Driver::Pool => run_in_pool_polling(py, &monitor, work),
-    };
+    let monitor = PyMonitor::new(progress);
+    let result = run_in_pool_serving(py, &monitor, uses_calling_thread, work);
     if progress {
         eprintln!();
     }
@@ -130,24 +157,40 @@ where
     }
 }
 
-fn run_in_pool_polling<T, F>(py: Python<'_>, monitor: &PyMonitor, work: F) -> Result<T>
+fn run_in_pool_serving<'env, T, F>(
+    py: Python<'_>,
+    monitor: &PyMonitor,
+    private_pool: bool,
+    work: F,
+) -> Result<T>
 where
-    F: FnOnce(&PyMonitor) -> Result<T> + Send,
+    F: FnOnce(&PyMonitor, &CallingThread<'env>) -> Result<T> + Send,
     T: Send,
 {
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (sender, receiver) = channel::<Message<'env>>();
     py.detach(move || {
         std::thread::scope(|scope| {
             let worker = scope.spawn(move || {
-                let out = super::pool::install(|| work(monitor));
-                let _ = done_tx.send(());
+                let caller = CallingThread { sender };
+                let run = || work(monitor, &caller);
+                let out = if private_pool {
+                    super::pool::install_private(run)
+                } else {
+                    super::pool::install(run)
+                };
+                let _ = caller.sender.send(Message::Done);
                 out
             });
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                done_rx.recv_timeout(POLL_INTERVAL)
-            {
-                if let Err(err) = Python::attach(|py| py.check_signals()) {
-                    monitor.store_raised(err);
+            loop {
+                match receiver.recv_timeout(POLL_INTERVAL) {
+                    Ok(Message::Job(job)) => job(),
+                    Ok(Message::Done) | Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+                if monitor.poll_due() {
+                    if let Err(err) = Python::attach(|py| py.check_signals()) {
+                        monitor.store_raised(err);
+                    }
                 }
             }
             worker

@@ -15,7 +15,7 @@ use crate::core::op::SymOp;
 
 use super::csr::CsrArrays;
 use super::dense::DenseArrays;
-use super::monitor::Driver;
+use super::monitor::{run_detached, CallingThread, Driver, PyMonitor};
 
 /// A Python function `x -> A x` (and optionally `X -> A X`), already wrapped on
 /// the Python side to return C-contiguous float64 of the right shape.
@@ -109,6 +109,51 @@ impl SymOp for CallableOp {
     }
 }
 
+/// A [`CallableOp`] used from hessx's pool: each product is made on the
+/// calling thread (inputs and outputs copied across; a Python call costs far
+/// more than the copies).
+struct OnCallingThread<'a, 'env> {
+    callable: &'env CallableOp,
+    caller: &'a CallingThread<'env>,
+}
+
+impl SymOp for OnCallingThread<'_, '_> {
+    fn dim(&self) -> usize {
+        self.callable.n
+    }
+
+    fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
+        let (callable, x) = (self.callable, x.to_vec());
+        let product = self.caller.run(move || {
+            let mut y = vec![0.0; x.len()];
+            callable.apply(&x, &mut y).map(|()| y)
+        })??;
+        y.copy_from_slice(&product);
+        Ok(())
+    }
+
+    fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
+        if self.callable.matmat.is_none() {
+            return crate::core::op::apply_block_by_columns(self, x, y, ncols);
+        }
+        let (callable, x) = (self.callable, x.to_vec());
+        let product = self.caller.run(move || {
+            let mut y = vec![0.0; x.len()];
+            callable.apply_block(&x, &mut y, ncols).map(|()| y)
+        })??;
+        y.copy_from_slice(&product);
+        Ok(())
+    }
+
+    fn relative_precision(&self) -> f64 {
+        self.callable.precision
+    }
+
+    fn allows_concurrent_products(&self) -> bool {
+        false
+    }
+}
+
 pub enum OpKind {
     Csr(CsrArrays),
     Dense(DenseArrays),
@@ -138,7 +183,26 @@ impl RustOperator {
         }
     }
 
-    /// Where a solve on this operator must run (see `monitor`).
+    /// Run `work` against this operator in hessx's pool (GIL released, Ctrl-C
+    /// polled, errors mapped, see `monitor::run_detached`); a Python
+    /// callable's products are made on the calling thread.
+    pub fn run_detached<T, F>(&self, py: Python<'_>, progress: bool, work: F) -> PyResult<T>
+    where
+        F: FnOnce(&dyn SymOp, &PyMonitor) -> Result<T> + Send,
+        T: Send,
+    {
+        let result = match &self.kind {
+            OpKind::Callable(callable) => run_detached(py, progress, true, |monitor, caller| {
+                work(&OnCallingThread { callable, caller }, monitor)
+            }),
+            _ => self.with_op(py, |op| {
+                run_detached(py, progress, false, |monitor, _| work(op, monitor))
+            })?,
+        };
+        result.map_err(|e| self.reraise(e))
+    }
+
+    /// Where a single product on this operator runs.
     pub fn driver(&self) -> Driver {
         match self.kind {
             OpKind::Callable(_) => Driver::CallingThread,

@@ -81,3 +81,15 @@ pub fn install<R: Send>(work: impl FnOnce() -> R + Send) -> R {
         Err(_) => work(),
     }
 }
+
+/// Run `work` inside a new pool of hessx's size, built for this call: for
+/// work whose thread blocks outside rayon while it waits for the calling
+/// thread (Python callables). Blocked there, it would stall anything else in
+/// hessx's pool that needs every thread at once (a broadcast), and nested
+/// calls from the callable would each hold one of hessx's threads.
+pub fn install_private<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    match build(num_threads()) {
+        Ok(pool) => pool.install(work),
+        Err(_) => install(work),
+    }
+}

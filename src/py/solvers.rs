@@ -8,7 +8,6 @@ use pyo3::types::PyDict;
 use crate::core::lanczos::{lanczos, LanczosParams, Which};
 
 use super::errors::to_py;
-use super::monitor::run_detached;
 use super::operators::RustOperator;
 
 /// Thick-restart Lanczos on a hessx operator. Returns a dict with `values`
@@ -49,13 +48,7 @@ pub fn lanczos_solve<'py>(
         seed,
         want_vectors,
     };
-    let output = op
-        .with_op(py, |sym| {
-            run_detached(py, op.driver(), progress, |monitor| {
-                lanczos(sym, &params, monitor)
-            })
-        })?
-        .map_err(|e| op.reraise(e))?;
+    let output = op.run_detached(py, progress, |sym, monitor| lanczos(sym, &params, monitor))?;
 
     let n = op.dim();
     let n_values = output.values.len();

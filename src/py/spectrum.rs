@@ -229,13 +229,7 @@ pub fn slq_run(
         probe: parse_probe(probe)?,
         first_probe,
     };
-    let out = op
-        .with_op(py, |sym| {
-            run_detached(py, op.driver(), progress, |monitor| {
-                slq(sym, &params, monitor)
-            })
-        })?
-        .map_err(|e| op.reraise(e))?;
+    let out = op.run_detached(py, progress, |sym, monitor| slq(sym, &params, monitor))?;
     Ok(SlqResult { out })
 }
 
@@ -250,13 +244,9 @@ pub fn hutchinson_run<'py>(
     first_probe: usize,
     progress: bool,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let values = op
-        .with_op(py, |sym| {
-            run_detached(py, op.driver(), progress, |monitor| {
-                hutchinson_samples(sym, first_probe, n_probes, seed, monitor)
-            })
-        })?
-        .map_err(|e| op.reraise(e))?;
+    let values = op.run_detached(py, progress, |sym, monitor| {
+        hutchinson_samples(sym, first_probe, n_probes, seed, monitor)
+    })?;
     Ok(PyArray1::from_vec(py, values))
 }
 
@@ -270,13 +260,9 @@ pub fn hutchpp_run(
     seed: u64,
     progress: bool,
 ) -> PyResult<(f64, f64)> {
-    let t = op
-        .with_op(py, |sym| {
-            run_detached(py, op.driver(), progress, |monitor| {
-                hutchpp(sym, n_matvecs, seed, monitor)
-            })
-        })?
-        .map_err(|e| op.reraise(e))?;
+    let t = op.run_detached(py, progress, |sym, monitor| {
+        hutchpp(sym, n_matvecs, seed, monitor)
+    })?;
     Ok((t.estimate, t.stderr))
 }
 
@@ -378,7 +364,7 @@ macro_rules! on_csr {
             slice($ia, "A.indices")?,
             slice($da, "A.data")?,
         );
-        run_detached($py, super::monitor::Driver::Pool, false, |_monitor| $body)?
+        run_detached($py, false, false, |_monitor, _caller| $body)?
     }};
 }
 
