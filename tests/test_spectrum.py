@@ -340,6 +340,17 @@ def test_process_executor_equals_local():
         assert hessx.trace(op, n_probes=8, rng=2, executor=ex) == hessx.trace(op, n_probes=8, rng=2)
 
 
+def test_model_hessians_refused_by_process_pools_with_a_message():
+    from hessx.models import MLP, load_digits
+
+    X, y = load_digits(np.float32)
+    net = MLP([64, 8, 10], dtype=np.float32)
+    H = net.hessian(net.init(rng=0), X, y)
+    with ProcessPoolExecutor(1) as ex:
+        with pytest.raises(TypeError, match="A: a model Hessian.*thread executor"):
+            hessx.spectral_density(H, n_probes=2, n_steps=5, rng=0, executor=ex)
+
+
 def test_spawned_process_executor_runs_matrix_free_operators():
     # A matrix-free operator travels as its (picklable) function.
     op = hessx.CallableOperator(500, diag_matvec)
