@@ -20,8 +20,11 @@ use std::time::Duration;
 use crate::core::error::{Error, Result};
 use crate::core::monitor::Monitor;
 
-/// How often the driving thread polls the monitor while no task finishes.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How often the driving thread looks up from waiting: to poll the monitor,
+/// and to take part in broadcasts of the pool it belongs to (every thread of
+/// a rayon pool must run a broadcast job before `broadcast` returns, so a
+/// thread waiting outside rayon would hold up everyone else's).
+const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Runs `task(i, check, state)` for every `i < count` on `workers` threads and
 /// returns the results in order of `i`. `check` fails once the run is
@@ -102,6 +105,9 @@ where
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            // Only this thread's own queue (where broadcasts land): stealing
+            // could start someone else's long job here.
+            rayon::yield_local();
             if !stopping.load(Ordering::Relaxed) {
                 if let Err(err) = monitor.check() {
                     stopping.store(true, Ordering::Relaxed);
@@ -208,5 +214,42 @@ mod tests {
         assert!(matches!(err, Error::Interrupted));
         assert!(start.elapsed() < Duration::from_secs(5));
         assert_eq!(*monitor.reports.lock().unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn waiting_for_the_workers_does_not_hold_up_broadcasts_in_the_drivers_pool() {
+        // The driver waits on a thread of a 2-thread pool while another
+        // caller broadcasts to that pool (as faer call sites do to clear
+        // the AVX upper state): the broadcast must not wait for the tasks.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let released = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                pool.install(|| {
+                    run_tasks(1, 1, "test", &Silent, |_, check, _: &mut ()| {
+                        let start = std::time::Instant::now();
+                        while !released.load(Ordering::Relaxed)
+                            && start.elapsed() < Duration::from_secs(3)
+                        {
+                            check()?;
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Ok(())
+                    })
+                })
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            let start = std::time::Instant::now();
+            pool.broadcast(|_| ());
+            let waited = start.elapsed();
+            released.store(true, Ordering::Relaxed);
+            assert!(
+                waited < Duration::from_secs(1),
+                "broadcast waited {waited:?}"
+            );
+        });
     }
 }

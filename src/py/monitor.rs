@@ -1,7 +1,8 @@
 //! The bridge between long core computations and the Python caller.
 //!
 //! The GIL is released for the whole computation, which runs in hessx's thread
-//! pool. Meanwhile the thread that called into hessx takes the GIL back every
+//! pool (in a private one of the same size when it calls back into Python, see
+//! `pool::install_private`). Meanwhile the thread that called into hessx takes the GIL back every
 //! ~50 ms to let Ctrl-C handlers run (CPython runs them only on the main
 //! thread); an exception from a handler sets a flag that the work sees at its
 //! next `Monitor::check`. The calling thread also runs the jobs the work sends
