@@ -1268,6 +1268,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn probe_workers_and_one_probe_at_a_time_agree_bitwise() {
+        let op = Laplacian3 {
+            dims: [15, 16, 17],
+            coef: [1.0, 0.8, 0.6],
+            shift: 3.0,
+        };
+        let p = params(5, 30, 7);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| (probe_workers(&op, &p, 8), slq(&op, &p, &Silent).unwrap()))
+        };
+        let ((one_worker, alone), (two_workers, side_by_side)) = (run(1), run(2));
+        assert_eq!((one_worker, two_workers), (1, 2));
+        assert_eq!(alone.alpha, side_by_side.alpha);
+        assert_eq!(alone.beta, side_by_side.beta);
+    }
+
+    #[test]
     fn sequential_and_parallel_vector_work_agree_bitwise() {
         let op = Laplacian3 {
             dims: [21, 22, 23],
