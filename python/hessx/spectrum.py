@@ -381,8 +381,11 @@ def spectral_density(
         must then pickle for process executors) and runs a range of probes.
         The result equals the local one exactly; a failing task's exception is
         re-raised. Process pools (forked or spawned) take explicit matrices
-        and picklable matrix-free operators. Model Hessians (`hessx.models`) do not pickle: use threads, or ship
-        the model and data in your own task.
+        and picklable matrix-free operators. Model Hessians (`hessx.models`)
+        do not pickle: use threads, or ship the model and data in your own
+        task. Locally, without an executor, probes already run side by side,
+        one per core (Python callables excepted: they are always called from
+        the calling thread).
     probes_per_task : int, optional
         Probes per submitted task; default an even split over the executor's
         ``_max_workers`` when it has one, else one probe per task.
