@@ -30,8 +30,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// returns the results in order of `i`. `check` fails once the run is
 /// stopping (the monitor said stop, or another task failed); a task calls it
 /// between units of its work. `state` is one per worker, reused across its
-/// tasks (a buffer, say). The error returned is the monitor's if it stopped
-/// the run, else that of the lowest-numbered task that failed on its own.
+/// tasks (a buffer, say). The error returned is that of the lowest-numbered
+/// task that failed on its own, else the monitor's if it stopped the run.
 pub fn run_tasks<S, R, F>(
     workers: usize,
     count: usize,
