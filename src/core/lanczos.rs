@@ -60,8 +60,9 @@
 //! # Determinism
 //!
 //! Every reduction (dot products, norms) sums fixed row chunks of
-//! [`REDUCE_CHUNK`](crate::core::sweep::REDUCE_CHUNK) in parallel and then the chunk sums in order, and the
-//! restart GEMM runs sequentially inside fixed row chunks, so results are
+//! [`REDUCE_CHUNK`](crate::core::sweep::REDUCE_CHUNK) in parallel and then
+//! the chunk sums in order, and the restart GEMM runs sequentially inside
+//! fixed row chunks, so results are
 //! bit-for-bit reproducible for a given seed whatever the thread count
 //! (provided the operator is itself deterministic). The hand-written
 //! kernels are compiled for the widest SIMD the CPU has (via faer's `pulp`
