@@ -42,7 +42,7 @@
 //!   `V_p ← V_m Y_p` (in place, a faer GEMM per row chunk), `v_{p+1} ← v_{m+1}`,
 //!   and `T_p` becomes `diag(Θ_p)` with the arrow `β_m Y_{m,1..p}`. The
 //!   number kept, `p`, follows ARPACK's adaptive rule plus a quarter of the
-//!   spare basis (see [`keep_count`]).
+//!   spare basis (see `keep_count`).
 //! * **Convergence** (ARPACK's `dsconv` rule): Ritz pair `i` has converged when
 //!   `|β_m y_{m,i}| ≤ tol · max(ε^(2/3), |θ_i|)`, with `tol = ε` when the caller
 //!   passes 0. `|β_m y_{m,i}| = ‖A x_i − θ_i x_i‖` exactly in exact arithmetic,
@@ -60,7 +60,7 @@
 //! # Determinism
 //!
 //! Every reduction (dot products, norms) sums fixed row chunks of
-//! [`REDUCE_CHUNK`](crate::core::sweep::REDUCE_CHUNK) in parallel and then
+//! `REDUCE_CHUNK` (`sweep.rs`) in parallel and then
 //! the chunk sums in order, and the restart GEMM runs sequentially inside
 //! fixed row chunks, so results are
 //! bit-for-bit reproducible for a given seed whatever the thread count

@@ -14,7 +14,7 @@
 //!   The standard error comes from the deflated Hutchinson sample. A budget of
 //!   m ≥ n products is spent on the unit vectors instead, giving the exact trace.
 //!
-//! Products go through `apply_block` in blocks of [`BLOCK`] vectors (a sparse
+//! Products go through `apply_block` in blocks of `BLOCK` vectors (a sparse
 //! kernel streams the matrix once per block); the monitor is checked between
 //! blocks. With a single residual probe the sampling error cannot be
 //! estimated and the standard error is reported as infinite.
