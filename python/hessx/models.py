@@ -38,6 +38,14 @@ class ModelOperator(HessxOperator):
         n = self.shape[0]
         return f"<ModelOperator {self.kind} {n}x{n} dtype={self.dtype}>"
 
+    def __reduce__(self) -> Any:
+        # Its state lives in Rust memory of this process; say so (and what to
+        # do) instead of a bare "cannot pickle RustOperator".
+        raise TypeError(
+            "A: a model Hessian (hessx.models) lives in this process and cannot be sent "
+            "to another one; use a thread executor, or build the model in your own task"
+        )
+
 
 def _lossless(array: Any, dtype: np.dtype, name: str) -> np.ndarray:
     """`array` in `dtype`, C-contiguous; a cast that would change values is an error."""

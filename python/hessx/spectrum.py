@@ -323,14 +323,9 @@ def _gather(futures: list[Future[Any]]) -> list[Any]:
     """Results in submission order; the first failure cancels the rest and is re-raised."""
     try:
         return [f.result() for f in futures]
-    except BaseException as err:
+    except BaseException:
         for f in futures:
             f.cancel()
-        if isinstance(err, TypeError) and "pickle 'hessx._hessx.RustOperator'" in str(err):
-            raise TypeError(
-                "A: a model Hessian (hessx.models) lives in this process and cannot be sent "
-                "to another one; use a thread executor, or build the model in your own task"
-            ) from err
         raise
 
 
