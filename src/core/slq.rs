@@ -1130,6 +1130,24 @@ pub(crate) mod tests {
 
     /// `n` eigenvalues spread over [0, 1) with the first and last replaced by
     /// the isolated outliers −5 and 8.
+    /// One probe's (α, β, corrections) with a fresh basis of `T`, never stopped.
+    fn probe<T: BasisElement>(
+        op: &dyn SymOp,
+        z: &[f64],
+        steps: usize,
+        parallel: bool,
+    ) -> (Vec<f64>, Vec<f64>, usize) {
+        lanczos_probe(
+            op,
+            z.to_vec(),
+            steps,
+            parallel,
+            &|| Ok(()),
+            &mut Vec::<T>::new(),
+        )
+        .unwrap()
+    }
+
     fn spectrum_with_outliers(n: usize) -> Vec<f64> {
         let mut diag: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
         diag[0] = -5.0;
@@ -1177,15 +1195,7 @@ pub(crate) mod tests {
         let z = probe_vector(11, 0, n, ProbeKind::Rademacher);
         let zz: f64 = z.iter().map(|x| x * x).sum();
         let steps = 150;
-        let (alpha, beta, reorthogonalized) = lanczos_probe(
-            &op,
-            z.clone(),
-            steps,
-            false,
-            &|| Ok(()),
-            &mut Vec::<f64>::new(),
-        )
-        .unwrap();
+        let (alpha, beta, reorthogonalized) = probe::<f64>(&op, &z, steps, false);
         assert_eq!(alpha.len(), steps);
         assert!(
             reorthogonalized > 0 && reorthogonalized < steps / 2,
@@ -1249,15 +1259,7 @@ pub(crate) mod tests {
             };
             let z = probe_vector(5, 0, n, ProbeKind::Rademacher);
             let steps = 150;
-            let (alpha, beta, reorthogonalized) = lanczos_probe(
-                &op,
-                z.clone(),
-                steps,
-                false,
-                &|| Ok(()),
-                &mut Vec::<T>::new(),
-            )
-            .unwrap();
+            let (alpha, beta, reorthogonalized) = probe::<T>(&op, &z, steps, false);
             assert_eq!(alpha.len(), steps, "premature breakdown: {label}");
             assert!(reorthogonalized < steps, "{reorthogonalized}: {label}");
             assert_no_ghosts(&alpha, &beta, &z, 1e-6, label);
@@ -1296,26 +1298,14 @@ pub(crate) mod tests {
             shift: 3.0,
         };
         let z = probe_vector(3, 0, op.dim(), ProbeKind::Gaussian);
-        let a = lanczos_probe(
-            &op,
-            z.clone(),
-            60,
-            false,
-            &|| Ok(()),
-            &mut Vec::<f64>::new(),
+        assert_eq!(
+            probe::<f64>(&op, &z, 60, false),
+            probe::<f64>(&op, &z, 60, true)
         );
-        let b = lanczos_probe(&op, z.clone(), 60, true, &|| Ok(()), &mut Vec::<f64>::new());
-        assert_eq!(a.unwrap(), b.unwrap());
-        let a = lanczos_probe(
-            &op,
-            z.clone(),
-            60,
-            false,
-            &|| Ok(()),
-            &mut Vec::<f32>::new(),
+        assert_eq!(
+            probe::<f32>(&op, &z, 60, false),
+            probe::<f32>(&op, &z, 60, true)
         );
-        let b = lanczos_probe(&op, z, 60, true, &|| Ok(()), &mut Vec::<f32>::new());
-        assert_eq!(a.unwrap(), b.unwrap());
         let again = slq(&op, &params(2, 10, 5), &Silent).unwrap();
         let once_more = slq(&op, &params(2, 10, 5), &Silent).unwrap();
         assert_eq!(again.alpha, once_more.alpha);
