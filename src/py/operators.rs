@@ -117,32 +117,36 @@ struct OnCallingThread<'a, 'env> {
     caller: &'a CallingThread<'env>,
 }
 
+impl<'env> OnCallingThread<'_, 'env> {
+    /// `y = product(callable, x)` computed on the calling thread.
+    fn on_caller<P>(&self, x: &[f64], y: &mut [f64], product: P) -> Result<()>
+    where
+        P: FnOnce(&CallableOp, &[f64], &mut [f64]) -> Result<()> + Send + 'env,
+    {
+        let (callable, x) = (self.callable, x.to_vec());
+        let result = self.caller.run(move || {
+            let mut y = vec![0.0; x.len()];
+            product(callable, &x, &mut y).map(|()| y)
+        })??;
+        y.copy_from_slice(&result);
+        Ok(())
+    }
+}
+
 impl SymOp for OnCallingThread<'_, '_> {
     fn dim(&self) -> usize {
         self.callable.n
     }
 
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
-        let (callable, x) = (self.callable, x.to_vec());
-        let product = self.caller.run(move || {
-            let mut y = vec![0.0; x.len()];
-            callable.apply(&x, &mut y).map(|()| y)
-        })??;
-        y.copy_from_slice(&product);
-        Ok(())
+        self.on_caller(x, y, |op, x, y| op.apply(x, y))
     }
 
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
         if self.callable.matmat.is_none() {
             return crate::core::op::apply_block_by_columns(self, x, y, ncols);
         }
-        let (callable, x) = (self.callable, x.to_vec());
-        let product = self.caller.run(move || {
-            let mut y = vec![0.0; x.len()];
-            callable.apply_block(&x, &mut y, ncols).map(|()| y)
-        })??;
-        y.copy_from_slice(&product);
-        Ok(())
+        self.on_caller(x, y, move |op, x, y| op.apply_block(x, y, ncols))
     }
 
     fn relative_precision(&self) -> f64 {
