@@ -27,6 +27,15 @@ pub trait SymOp: Sync {
         f64::EPSILON
     }
 
+    /// `y = A x` for a float32 `x`, offered by operators that round their input
+    /// to float32 anyway (a float32 network's Hessian), so a solver keeping its
+    /// vectors in float32 hands them over without widening and re-narrowing
+    /// them. `None`: not offered; the caller widens `x` and calls [`apply`](Self::apply).
+    /// The result must equal `apply` on the widened `x`.
+    fn apply_f32_input(&self, _x: &[f32], _y: &mut [f64]) -> Option<Result<()>> {
+        None
+    }
+
     /// Whether products may run on threads other than the caller's, several
     /// at once. False for operators that call back into Python: the user's
     /// function must run on the thread that called hessx.
@@ -67,6 +76,9 @@ impl<T: SymOp + ?Sized> SymOp for &T {
     }
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
         (**self).apply_block(x, y, ncols)
+    }
+    fn apply_f32_input(&self, x: &[f32], y: &mut [f64]) -> Option<Result<()>> {
+        (**self).apply_f32_input(x, y)
     }
     fn relative_precision(&self) -> f64 {
         (**self).relative_precision()

@@ -269,6 +269,25 @@ fn widen_into<T: BasisElement>(column: &[T], out: &mut [f64], parallel: bool) {
     }
 }
 
+/// `w = A q` for a stored basis column: handed over as it is when the
+/// operator takes its element type, else through a widened copy in `wide`.
+fn apply_to_column<T: BasisElement>(
+    op: &dyn SymOp,
+    q: &[T],
+    w: &mut [f64],
+    wide: &mut [f64],
+    parallel: bool,
+) -> Result<()> {
+    if let Some(q) = T::as_f64(q) {
+        return op.apply(q, w);
+    }
+    if let Some(result) = T::as_f32(q).and_then(|q| op.apply_f32_input(q, w)) {
+        return result;
+    }
+    widen_into(q, wide, parallel);
+    op.apply(wide, w)
+}
+
 /// Steps between measurements of the true loss of orthogonality (one sweep
 /// over the basis, `Qᵀ w`) even when the estimate stays low: a guard for
 /// operators whose rounding is larger or less random than
@@ -433,8 +452,9 @@ fn lanczos_probe<T: BasisElement>(
         .iter_mut()
         .zip(&z)
         .for_each(|(q, &x)| *q = T::narrow(x / norm));
-    // A float32 basis hands the operator a widened copy of q_k (exactly the
-    // stored vector, so the recurrence below stays consistent with it).
+    // Operators that do not take a float32 basis column as it is get a
+    // widened copy of q_k (exactly the stored vector, so the recurrence below
+    // stays consistent with it).
     let mut q_wide = z;
     let mut w = vec![0.0; n];
     let mut alpha: Vec<f64> = Vec::with_capacity(n_steps);
@@ -449,14 +469,7 @@ fn lanczos_probe<T: BasisElement>(
         check()?;
         let (done, rest) = basis.split_at_mut((k + 1) * n);
         let q = &done[k * n..];
-        let q_in = match T::as_f64(q) {
-            Some(q) => q,
-            None => {
-                widen_into(q, &mut q_wide, parallel);
-                &q_wide
-            }
-        };
-        op.apply(q_in, &mut w)?;
+        apply_to_column(op, q, &mut w, &mut q_wide, parallel)?;
         // Paige's ordering: remove β_{k−1} q_{k−1} before measuring α_k.
         let b_previous = if k > 0 { beta[k - 1] } else { 0.0 };
         let q_previous = if k > 0 { &done[(k - 1) * n..k * n] } else { q };
@@ -1288,6 +1301,54 @@ pub(crate) mod tests {
         assert_eq!((one_worker, two_workers), (1, 2));
         assert_eq!(alone.alpha, side_by_side.alpha);
         assert_eq!(alone.beta, side_by_side.beta);
+    }
+
+    #[test]
+    fn float32_columns_handed_over_as_they_are_give_the_same_run() {
+        // A float32 network's Hessian takes the float32 basis columns as they
+        // are; hiding that path (the operator then gets widened copies) must
+        // change no bit of the run.
+        use crate::core::mlp::{Activation, Loss, Mlp, Targets};
+        struct WidenedOnly<'a>(&'a dyn SymOp);
+        impl SymOp for WidenedOnly<'_> {
+            fn dim(&self) -> usize {
+                self.0.dim()
+            }
+            fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
+                self.0.apply(x, y)
+            }
+            fn relative_precision(&self) -> f64 {
+                self.0.relative_precision()
+            }
+        }
+        let net = Mlp::new(
+            vec![6, 40, 30, 3],
+            Activation::Tanh,
+            Loss::CrossEntropy,
+            true,
+        )
+        .unwrap();
+        let weights: Vec<f32> = net.init(4).iter().map(|&p| p as f32).collect();
+        let x: Vec<f32> = (0..50 * 6)
+            .map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0)
+            .collect();
+        let labels: Vec<i64> = (0..50).map(|i| (i % 3) as i64).collect();
+        let op = net
+            .hessian_op(&weights, &x, Targets::Labels(&labels))
+            .unwrap();
+        let mut probe = vec![0.0f32; 10];
+        assert!(op
+            .apply_f32_input(&probe, &mut [0.0; 10])
+            .is_some_and(|r| r.is_err()));
+        probe.resize(op.dim(), 1.0);
+        assert!(op
+            .apply_f32_input(&probe, &mut vec![0.0; op.dim()])
+            .is_some());
+        let p = params(3, 40, 11);
+        let direct = slq(&op, &p, &Silent).unwrap();
+        let widened = slq(&WidenedOnly(&op), &p, &Silent).unwrap();
+        assert_eq!(direct.alpha, widened.alpha);
+        assert_eq!(direct.beta, widened.beta);
     }
 
     #[test]

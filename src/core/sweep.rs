@@ -33,6 +33,8 @@ pub(crate) trait BasisElement: Copy + Default + Send + Sync + 'static {
     /// The column itself when it is already float64 (no copy needed to hand
     /// it to an operator).
     fn as_f64(column: &[Self]) -> Option<&[f64]>;
+    /// The column itself when it is float32 (for operators that take float32 input).
+    fn as_f32(column: &[Self]) -> Option<&[f32]>;
 }
 
 impl BasisElement for f64 {
@@ -48,6 +50,9 @@ impl BasisElement for f64 {
     fn as_f64(column: &[Self]) -> Option<&[f64]> {
         Some(column)
     }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
 }
 
 impl BasisElement for f32 {
@@ -62,6 +67,9 @@ impl BasisElement for f32 {
     }
     fn as_f64(_: &[Self]) -> Option<&[f64]> {
         None
+    }
+    fn as_f32(column: &[Self]) -> Option<&[f32]> {
+        Some(column)
     }
 }
 

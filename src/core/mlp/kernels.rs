@@ -52,8 +52,7 @@ pub fn gemm<T: Real>(dst: MatMut<'_, T>, accumulate: bool, lhs: MatRef<'_, T>, r
 /// Every row of the row-major `dst` (width `row.len()`) set to `row`.
 pub fn fill_rows<T: Real>(dst: &mut [T], row: &[T]) {
     let width = row.len();
-    let rows_per_chunk = (CHUNK / width.max(1)).max(1);
-    dst.par_chunks_mut(rows_per_chunk * width)
+    dst.par_chunks_mut(rows_per_chunk(width) * width)
         .for_each(|chunk| {
             for dst_row in chunk.chunks_exact_mut(width) {
                 dst_row.copy_from_slice(row);
@@ -63,21 +62,36 @@ pub fn fill_rows<T: Real>(dst: &mut [T], row: &[T]) {
 
 /// Column sums of the row-major `rows x width` matrix `data`, accumulated in f64.
 pub fn column_sums<T: Real>(data: &[T], width: usize, out: &mut [T]) {
-    let rows_per_chunk = (CHUNK / width.max(1)).max(1);
     let partials: Vec<Vec<f64>> = data
-        .par_chunks(rows_per_chunk * width)
+        .par_chunks(rows_per_chunk(width) * width)
         .map(|chunk| {
             let mut sums = vec![0.0f64; width];
             for row in chunk.chunks_exact(width) {
-                for (s, &value) in sums.iter_mut().zip(row) {
-                    *s += value.to_f64();
-                }
+                add_row(&mut sums, row);
             }
             sums
         })
         .collect();
-    let mut total = vec![0.0f64; width];
-    for partial in &partials {
+    write_sums(&partials, out);
+}
+
+/// Rows per parallel task for row-wise loops over `width`-wide rows; also
+/// fixes the order of column-sum reductions.
+fn rows_per_chunk(width: usize) -> usize {
+    (CHUNK / width.max(1)).max(1)
+}
+
+#[inline(always)]
+fn add_row<T: Real>(sums: &mut [f64], row: &[T]) {
+    for (s, &value) in sums.iter_mut().zip(row) {
+        *s += value.to_f64();
+    }
+}
+
+/// `out` = the per-chunk partial column sums added in chunk order.
+pub fn write_sums<T: Real>(partials: &[Vec<f64>], out: &mut [T]) {
+    let mut total = vec![0.0f64; out.len()];
+    for partial in partials {
         for (t, p) in total.iter_mut().zip(partial) {
             *t += p;
         }
@@ -176,38 +190,112 @@ pub fn backprop_with_curvature<T: Real>(g: &mut [T], slope: &[T], curvature: &mu
         });
 }
 
-/// R-forward through a hidden layer from R(z): `r_act ← σ' ⊙ R(z)` and
-/// `r_z ← (g ⊙ σ'') ⊙ R(z)`, the curvature term R-backward adds to R(δ).
+/// R-forward through a hidden layer, from the GEMM part of R{z} in `r_z`
+/// (rows of `width`) and the bias direction `c` (None without biases): with
+/// t = R{z} + c, `r_act ← σ' ⊙ t` and `r_z ← (g ⊙ σ'') ⊙ t`, the curvature
+/// term R-backward adds to R{δ} (zero when `weighted_curvature` is empty:
+/// σ'' = 0). Adding c here, not broadcast into r_z before the GEMMs, saves a
+/// pass over r_z and lets the first GEMM overwrite instead of accumulate.
 pub fn tangent_with_curvature<T: Real>(
     r_z: &mut [T],
     r_act: &mut [T],
     slope: &[T],
     weighted_curvature: &[T],
+    bias: Option<&[T]>,
+    width: usize,
 ) {
-    r_z.par_chunks_mut(CHUNK)
-        .zip(r_act.par_chunks_mut(CHUNK))
-        .zip(
-            slope
-                .par_chunks(CHUNK)
-                .zip(weighted_curvature.par_chunks(CHUNK)),
-        )
-        .for_each(|((zc, ac), (sc, cc))| {
-            for ((rz, ra), (&s, &c)) in zc.iter_mut().zip(ac).zip(sc.iter().zip(cc)) {
-                *ra = s * *rz;
-                *rz *= c;
+    let zeros;
+    let c = match bias {
+        Some(c) => c,
+        None => {
+            zeros = vec![T::default(); width];
+            &zeros[..]
+        }
+    };
+    let block = rows_per_chunk(width) * width;
+    let rows = r_z
+        .par_chunks_mut(block)
+        .zip(r_act.par_chunks_mut(block))
+        .zip(slope.par_chunks(block));
+    if weighted_curvature.is_empty() {
+        rows.for_each(|((zc, ac), sc)| {
+            for ((zr, ar), sr) in zc
+                .chunks_exact_mut(width)
+                .zip(ac.chunks_exact_mut(width))
+                .zip(sc.chunks_exact(width))
+            {
+                for (((rz, ra), &s), &ci) in zr.iter_mut().zip(ar).zip(sr).zip(c) {
+                    *ra = s * (*rz + ci);
+                    *rz = T::default();
+                }
+            }
+        });
+    } else {
+        rows.zip(weighted_curvature.par_chunks(block))
+            .for_each(|(((zc, ac), sc), cc)| {
+                for (((zr, ar), sr), cr) in zc
+                    .chunks_exact_mut(width)
+                    .zip(ac.chunks_exact_mut(width))
+                    .zip(sc.chunks_exact(width))
+                    .zip(cc.chunks_exact(width))
+                {
+                    for ((((rz, ra), &s), &w), &ci) in zr.iter_mut().zip(ar).zip(sr).zip(cr).zip(c)
+                    {
+                        let t = *rz + ci;
+                        *ra = s * t;
+                        *rz = w * t;
+                    }
+                }
+            });
+    }
+}
+
+/// `r ← σ' ⊙ (r + c)` row by row (rows of `width`; `bias` None: c = 0): the
+/// Gauss–Newton R-forward through a hidden layer, bias added as in
+/// [`tangent_with_curvature`].
+pub fn scale_rows_with_bias<T: Real>(r: &mut [T], slope: &[T], bias: Option<&[T]>, width: usize) {
+    let Some(c) = bias else {
+        return scale_by(r, slope);
+    };
+    let block = rows_per_chunk(width) * width;
+    r.par_chunks_mut(block)
+        .zip(slope.par_chunks(block))
+        .for_each(|(rc, sc)| {
+            for (rr, sr) in rc.chunks_exact_mut(width).zip(sc.chunks_exact(width)) {
+                for ((x, &s), &ci) in rr.iter_mut().zip(sr).zip(c) {
+                    *x = s * (*x + ci);
+                }
             }
         });
 }
 
-/// `acc += t ⊙ slope`.
-pub fn add_scaled<T: Real>(acc: &mut [T], t: &[T], slope: &[T]) {
-    acc.par_chunks_mut(CHUNK)
-        .zip(t.par_chunks(CHUNK).zip(slope.par_chunks(CHUNK)))
-        .for_each(|(ac, (tc, sc))| {
-            for (a, (&x, &s)) in ac.iter_mut().zip(tc.iter().zip(sc)) {
-                *a += x * s;
+/// `acc += t ⊙ slope` (rows of `width`), returning the partial column sums
+/// of the new `acc` per row chunk, in the order [`write_sums`] adds them:
+/// the bias part of the layer below, without another pass over `acc`.
+pub fn add_scaled_with_column_sums<T: Real>(
+    acc: &mut [T],
+    t: &[T],
+    slope: &[T],
+    width: usize,
+) -> Vec<Vec<f64>> {
+    let block = rows_per_chunk(width) * width;
+    acc.par_chunks_mut(block)
+        .zip(t.par_chunks(block).zip(slope.par_chunks(block)))
+        .map(|(ac, (tc, sc))| {
+            let mut sums = vec![0.0f64; width];
+            for ((ar, tr), sr) in ac
+                .chunks_exact_mut(width)
+                .zip(tc.chunks_exact(width))
+                .zip(sc.chunks_exact(width))
+            {
+                for ((a, &x), &s) in ar.iter_mut().zip(tr).zip(sr) {
+                    *a += x * s;
+                }
+                add_row(&mut sums, ar);
             }
-        });
+            sums
+        })
+        .collect()
 }
 
 /// `dst ← src` converting f64 → T.

@@ -28,6 +28,9 @@ pub trait Real:
     fn tanh_and_slope(self) -> (Self, Self);
 
     fn exp(self) -> Self;
+
+    /// `values` as a slice of this type when it is f32 (no conversion needed).
+    fn from_f32_slice(values: &[f32]) -> Option<&[Self]>;
 }
 
 impl Real for f32 {
@@ -47,6 +50,10 @@ impl Real for f32 {
     #[inline(always)]
     fn exp(self) -> Self {
         f32::exp(self)
+    }
+
+    fn from_f32_slice(values: &[f32]) -> Option<&[Self]> {
+        Some(values)
     }
 }
 
@@ -68,6 +75,10 @@ impl Real for f64 {
     #[inline(always)]
     fn exp(self) -> Self {
         f64::exp(self)
+    }
+
+    fn from_f32_slice(_: &[f32]) -> Option<&[Self]> {
+        None
     }
 }
 
