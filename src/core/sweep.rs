@@ -82,6 +82,49 @@ pub(crate) fn subtract_columns<T: BasisElement>(
     w: &mut [f64],
     partials: &mut Vec<f64>,
 ) -> f64 {
+    subtract(v, n, Columns::From(first), coeffs, w, partials)
+}
+
+/// `w -= Σ_i coeffs[i] v_{columns[i]}`: [`subtract_columns`] reading only the
+/// listed columns.
+pub(crate) fn subtract_listed_columns<T: BasisElement>(
+    v: &[T],
+    n: usize,
+    columns: &[usize],
+    coeffs: &[f64],
+    w: &mut [f64],
+    partials: &mut Vec<f64>,
+) -> f64 {
+    debug_assert_eq!(columns.len(), coeffs.len());
+    subtract(v, n, Columns::Listed(columns), coeffs, w, partials)
+}
+
+/// Which basis columns the coefficients of a subtraction refer to.
+#[derive(Clone, Copy)]
+enum Columns<'a> {
+    /// `first`, `first + 1`, ...
+    From(usize),
+    Listed(&'a [usize]),
+}
+
+impl Columns<'_> {
+    #[inline(always)]
+    fn index(self, i: usize) -> usize {
+        match self {
+            Columns::From(first) => first + i,
+            Columns::Listed(columns) => columns[i],
+        }
+    }
+}
+
+fn subtract<T: BasisElement>(
+    v: &[T],
+    n: usize,
+    columns: Columns<'_>,
+    coeffs: &[f64],
+    w: &mut [f64],
+    partials: &mut Vec<f64>,
+) -> f64 {
     partials.clear();
     partials.resize(n.div_ceil(REDUCE_CHUNK), 0.0);
     w.par_chunks_mut(REDUCE_CHUNK)
@@ -91,7 +134,7 @@ pub(crate) fn subtract_columns<T: BasisElement>(
             *norm2 = Arch::new().dispatch(SubtractChunk {
                 v,
                 n,
-                first,
+                columns,
                 chunk_start: c * REDUCE_CHUNK,
                 coeffs,
                 w_chunk,
@@ -186,7 +229,7 @@ impl<T: BasisElement> WithSimd for SweepChunk<'_, T> {
 struct SubtractChunk<'a, T> {
     v: &'a [T],
     n: usize,
-    first: usize,
+    columns: Columns<'a>,
     chunk_start: usize,
     coeffs: &'a [f64],
     w_chunk: &'a mut [f64],
@@ -200,13 +243,16 @@ impl<T: BasisElement> WithSimd for SubtractChunk<'_, T> {
         let SubtractChunk {
             v,
             n,
-            first,
+            columns,
             chunk_start,
             coeffs,
             w_chunk,
         } = self;
         let hi = chunk_start + w_chunk.len();
-        let column = |i: usize| &v[(first + i) * n + chunk_start..(first + i) * n + hi];
+        let column = |i: usize| {
+            let c = columns.index(i);
+            &v[c * n + chunk_start..c * n + hi]
+        };
         add_combination(w_chunk, &column, coeffs, -1.0);
         dot(w_chunk, w_chunk)
     }
@@ -415,5 +461,36 @@ mod tests {
         }
         assert_eq!(by_subtraction[0], by_subtraction[1]);
         assert_eq!(by_subtraction[0].0, results[0].0);
+
+        // Listing every column is the same subtraction; listing some equals
+        // a subtraction with the others' coefficients zero.
+        let all: Vec<usize> = (0..ncols).collect();
+        let mut w = w0.clone();
+        let norm2 = subtract_listed_columns(&narrow, n, &all, &update, &mut w, &mut partials);
+        assert_eq!((w, norm2), by_subtraction[1]);
+        let some = [1, 4, 6];
+        let some_coeffs: Vec<f64> = some.iter().map(|&c| update[c]).collect();
+        let mut zeroed = [0.0; 7];
+        some.iter().for_each(|&c| zeroed[c] = update[c]);
+        let (mut listed, mut full) = (w0.clone(), w0.clone());
+        let listed_norm2 =
+            subtract_listed_columns(&wide, n, &some, &some_coeffs, &mut listed, &mut partials);
+        let full_norm2 = subtract_columns(&wide, n, 0, &zeroed, &mut full, &mut partials);
+        for (a, b) in listed.iter().zip(&full) {
+            assert!((a - b).abs() <= 1e-14, "{a} {b}");
+        }
+        assert!((listed_norm2 - full_norm2).abs() <= 1e-12 * full_norm2);
+        let mut offset = w0.clone();
+        subtract_columns(&wide, n, 4, &update[4..6], &mut offset, &mut partials);
+        let mut by_list = w0.clone();
+        subtract_listed_columns(
+            &wide,
+            n,
+            &[4, 5],
+            &update[4..6],
+            &mut by_list,
+            &mut partials,
+        );
+        assert_eq!(offset, by_list);
     }
 }
