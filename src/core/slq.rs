@@ -23,7 +23,9 @@
 //! passes √ε (√ε₃₂ for float32 products), on the step after a correction
 //! whose estimate fell short, and every 10 steps regardless, the true inner
 //! products `Qᵀ w` are measured (one sweep of the basis) and, if they matter,
-//! removed by classical Gram–Schmidt.
+//! removed by classical Gram–Schmidt against the columns that carry them
+//! (the few holding converged Ritz directions; a column whose loss is below
+//! what the pass leaves anyway is not read again).
 //! Measurements also calibrate the estimate, so its pessimism (three orders of
 //! magnitude for float32 network Hessians) does not turn into wasted sweeps.
 //! Semi-orthogonality is what the error bars below need: Simon proved that
