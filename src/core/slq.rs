@@ -1190,6 +1190,51 @@ pub(crate) mod tests {
         .unwrap()
     }
 
+    /// The largest `|q_iᵀ q_j|`, i ≠ j, over the first `k` stored basis
+    /// vectors of a probe: what partial reorthogonalisation must keep below √precision.
+    fn largest_inner_product<T: BasisElement>(basis: &[T], n: usize, k: usize) -> f64 {
+        let column = |i: usize| basis[i * n..(i + 1) * n].iter().map(|x| x.widen());
+        let mut largest = 0.0f64;
+        for i in 0..k {
+            for j in 0..i {
+                let d: f64 = column(i).zip(column(j)).map(|(a, b)| a * b).sum();
+                largest = largest.max(d.abs());
+            }
+        }
+        largest
+    }
+
+    #[test]
+    fn stored_basis_stays_semi_orthogonal() {
+        // Corrections subtract only the columns that carry the loss; whatever
+        // they leave, the stored vectors must stay within √precision of
+        // orthogonal (Simon's condition behind the error bars).
+        fn check<T: BasisElement>(op: &dyn SymOp, label: &str) {
+            let n = op.dim();
+            let z = probe_vector(5, 0, n, ProbeKind::Rademacher);
+            let steps = 150;
+            let mut basis = Vec::<T>::new();
+            let (alpha, _, corrections) =
+                lanczos_probe(op, z, steps, false, &|| Ok(()), &mut basis).unwrap();
+            assert_eq!(alpha.len(), steps, "{label}");
+            assert!(corrections > 0, "{label}: nothing to correct");
+            let largest = largest_inner_product(&basis, n, steps);
+            let bound = op.relative_precision().sqrt();
+            assert!(
+                largest <= bound,
+                "{label}: |q_iᵀq_j| up to {largest:e} > {bound:e}"
+            );
+        }
+        let n = 3000;
+        check::<f64>(&Diagonal(spectrum_with_outliers(n)), "float64 diagonal");
+        let float32_like = Perturbed {
+            diag: spectrum_with_outliers(n),
+            delta: 8e-6,
+            precision: f32::EPSILON as f64,
+        };
+        check::<f32>(&float32_like, "float32-like operator, float32 basis");
+    }
+
     fn spectrum_with_outliers(n: usize) -> Vec<f64> {
         let mut diag: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
         diag[0] = -5.0;
