@@ -107,6 +107,17 @@ impl Problem {
         out
     }
 
+    /// H v by central differences of the gradient along v (step 1e-5).
+    fn gradient_differences(&self, v: &[f64]) -> Vec<f64> {
+        let h = 1e-5;
+        let plus = self.grad_at(&self.shifted(v, h));
+        let minus = self.grad_at(&self.shifted(v, -h));
+        plus.iter()
+            .zip(&minus)
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect()
+    }
+
     fn shifted(&self, v: &[f64], step: f64) -> Vec<f64> {
         self.params
             .iter()
@@ -200,16 +211,7 @@ fn hvp_matches_differences_of_the_gradient() {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
         for _ in 0..3 {
             let v = normal_vec(&mut rng, p.params.len(), 1.0);
-            let hv = p.hvp(&v);
-            let h = 1e-5;
-            let plus = p.grad_at(&p.shifted(&v, h));
-            let minus = p.grad_at(&p.shifted(&v, -h));
-            let numeric: Vec<f64> = plus
-                .iter()
-                .zip(&minus)
-                .map(|(a, b)| (a - b) / (2.0 * h))
-                .collect();
-            let err = rel_err(&hv, &numeric);
+            let err = rel_err(&p.hvp(&v), &p.gradient_differences(&v));
             assert!(err < 1e-6, "{act} {loss} bias={bias}: hvp rel err {err:e}");
         }
     }
@@ -286,15 +288,7 @@ fn products_over_many_row_chunks() {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
         let v = normal_vec(&mut rng, p.params.len(), 1.0);
         if act == Activation::Tanh {
-            let h = 1e-5;
-            let plus = p.grad_at(&p.shifted(&v, h));
-            let minus = p.grad_at(&p.shifted(&v, -h));
-            let numeric: Vec<f64> = plus
-                .iter()
-                .zip(&minus)
-                .map(|(a, b)| (a - b) / (2.0 * h))
-                .collect();
-            let err = rel_err(&p.hvp(&v), &numeric);
+            let err = rel_err(&p.hvp(&v), &p.gradient_differences(&v));
             assert!(err < 1e-6, "{act}: hvp rel err {err:e}");
         }
         // At zero residual H = G: the Gauss–Newton path's own bias handling
