@@ -6,6 +6,8 @@ products, thick-restart Lanczos); this package is the thin Python face.
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import _hessx, models
 from .analysis import CriticalPoint, Fractions, MinimumRatio, classify, minimum_ratio
 from .eigen import LanczosResult, NoConvergence, eigsh, lanczos
@@ -39,6 +41,16 @@ __all__ = [
     "spectral_density",
     "trace",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # hessx.torch and hessx.jax import their framework, an optional extra:
+    # loaded on first use, never by `import hessx`.
+    if name in ("torch", "jax"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def set_num_threads(n: int) -> None:
