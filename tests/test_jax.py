@@ -186,7 +186,8 @@ def test_unflatten_and_pickle():
     op = hessx.jax.hessian(mlp_loss, params, (x, y))
     tree = op.unflatten(np.arange(op.shape[0], dtype=np.float64))
     assert set(tree) == set(params) and tree["w1"].shape == (5, 7)
-    clone = pickle.loads(pickle.dumps(op))
+    build, kwargs = pickle.loads(pickle.dumps(op._recipe()))
+    clone = build(**kwargs)
     v = np.random.default_rng(0).standard_normal(op.shape[0])
     np.testing.assert_array_equal(clone @ v, op @ v)
 

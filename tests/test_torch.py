@@ -333,7 +333,9 @@ def test_pickles_and_rebuilds_with_the_same_products():
     op = hessx.torch.hessian(model, CE, [(x[:5], y[:5]), (x[5:], y[5:])])
     with torch.no_grad():
         next(model.parameters()).add_(1.0)  # the copy keeps the operator's point
-    clone = pickle.loads(pickle.dumps(op))
+    build, kwargs = pickle.loads(pickle.dumps(op._recipe()))
+    clone = build(**kwargs)
+    assert pickle.loads(pickle.dumps(op)) is op  # in its own process: the original
     v = np.random.default_rng(2).standard_normal(op.shape[0])
     np.testing.assert_array_equal(clone @ v, op @ v)
 
@@ -460,3 +462,37 @@ def test_missing_framework_names_the_extra():
         "        raise SystemExit('no ImportError for ' + name)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_dask_workers_build_the_model_once_and_match_the_local_run():
+    distributed = pytest.importorskip("dask.distributed")
+    from hessx import _framework
+
+    model = seeded(mlp)
+    x, y = classification_data(20, (5,))
+    op = hessx.torch.hessian(model, CE, [(x[:10], y[:10]), (x[10:], y[10:])])
+    local = hessx.spectral_density(op, n_probes=4, n_steps=20, rng=3)
+    local_trace = hessx.trace(op, n_probes=8, rng=3, method="hutchinson")
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster, timeout="60s") as client,
+    ):
+        executor = client.get_executor()
+        remote = hessx.spectral_density(
+            op, n_probes=4, n_steps=20, rng=3, executor=executor, probes_per_task=1
+        )
+        remote_trace = hessx.trace(
+            op, n_probes=8, rng=3, method="hutchinson", executor=executor, probes_per_task=2
+        )
+        builds = client.run(_framework.rebuilt_count)
+    np.testing.assert_allclose(remote.nodes, local.nodes, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(remote.weights, local.weights, rtol=1e-10, atol=1e-14)
+    assert remote_trace[0] == pytest.approx(local_trace[0], rel=1e-12)
+    # Four SLQ tasks and four trace tasks: each worker built each operator at most once.
+    assert 1 <= sum(builds.values()) and all(count <= 1 for count in builds.values()), builds

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -136,6 +137,7 @@ class FrameworkHessian(CallableOperator):
         self._lock = threading.Lock()
         self._token = uuid.uuid4().hex
         super().__init__(n_params, self._timed_product, dtype=dtype)
+        _LIVE[self._token] = self
 
     @property
     def n_products(self) -> int:
@@ -212,8 +214,10 @@ class FrameworkHessian(CallableOperator):
         )
 
 
-# Operators rebuilt in this process from a recipe, by token: executor tasks of
-# one run (several per worker) build their operator once.
+# Operators of this process by token: a task run by a thread executor uses the
+# original; tasks in other processes build one from its recipe, once per
+# process (the few most recent are kept).
+_LIVE: weakref.WeakValueDictionary[str, FrameworkHessian] = weakref.WeakValueDictionary()
 _REBUILT: OrderedDict[str, FrameworkHessian] = OrderedDict()
 _REBUILT_LOCK = threading.Lock()
 _KEEP_REBUILT = 2
@@ -224,16 +228,19 @@ def _rebuild_framework(
     token: str, build: Callable[..., FrameworkHessian], kwargs: dict[str, Any]
 ) -> FrameworkHessian:
     with _REBUILT_LOCK:
-        op = _REBUILT.get(token)
-        if op is not None:
-            _REBUILT.move_to_end(token)
-            return op
+        live = _LIVE.get(token)
+        if live is not None:
+            if token in _REBUILT:
+                _REBUILT.move_to_end(token)
+            return live
     op = build(**kwargs)
+    _LIVE.pop(op._token, None)
     op._token = token
     with _REBUILT_LOCK:
         global _BUILDS
         _BUILDS += 1
         _REBUILT[token] = op
+        _LIVE[token] = op
         while len(_REBUILT) > _KEEP_REBUILT:
             _REBUILT.popitem(last=False)
     return op

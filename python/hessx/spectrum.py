@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _hessx
+from ._framework import FrameworkHessian, _rebuild_framework
 from ._validation import nonnegative_float, positive_int, seed_from
 from .analysis import Fractions
 from .operators import CallableOperator, CsrOperator, DenseOperator, HessxOperator, as_operator
@@ -243,6 +244,8 @@ class SpectralDensity:
 
 def _portable(A: Any, op: HessxOperator) -> tuple[Any, ...]:
     """What a task needs to rebuild the operator (pickled for process executors)."""
+    if isinstance(op, FrameworkHessian):
+        return op._portable()
     if isinstance(op, CsrOperator):
         return ("csr", op.matrix)
     if isinstance(op, DenseOperator):
@@ -260,6 +263,17 @@ def _portable(A: Any, op: HessxOperator) -> tuple[Any, ...]:
     # Model Hessians and other compiled operators: usable by thread executors
     # only (they cannot be pickled).
     return ("operator", op)
+
+
+def _ship(executor: Executor, payload: tuple[Any, ...]) -> Any:
+    """The payload as the executor's tasks should receive it: a Dask client's
+    executor gets it once per worker (scattered to all workers; its tasks are
+    handed the worker's copy), other executors with every task."""
+    client = getattr(executor, "_client", None)
+    if payload[0] != "operator" and callable(getattr(client, "scatter", None)):
+        assert client is not None
+        return client.scatter([payload], broadcast=True, hash=False)[0]
+    return payload
 
 
 def _aligned(array: np.ndarray) -> bool:
@@ -284,6 +298,8 @@ def _rebuild(payload: tuple[Any, ...]) -> HessxOperator:
         return as_operator(payload[1], n=payload[2])
     if kind == "callable":
         return CallableOperator(payload[1], payload[2], matmat=payload[3], dtype=payload[4])
+    if kind == "framework":
+        return _rebuild_framework(payload[1], payload[2], payload[3])
     op: HessxOperator = payload[1]
     return op
 
@@ -420,7 +436,7 @@ def spectral_density(
         result = _hessx.slq_run(op._rust, count, steps, seed, probe, 0, bool(progress))
     else:
         _check_executor(executor)
-        payload = _portable(A, op)
+        payload = _ship(executor, _portable(A, op))
         futures = [
             executor.submit(_slq_task, payload, first, size, steps, seed, probe)
             for first, size in _ranges(count, executor, per)
@@ -509,13 +525,13 @@ def trace(
         if executor is None:
             estimate, stderr = _hessx.hutchpp_run(op._rust, count, seed, bool(progress))
             return float(estimate), float(stderr)
-        payload = _portable(A, op)
+        payload = _ship(executor, _portable(A, op))
         (remote,) = _gather([executor.submit(_hutchpp_task, payload, count, seed)])
         return float(remote[0]), float(remote[1])
     if executor is None:
         samples = np.asarray(_hessx.hutchinson_run(op._rust, count, seed, 0, bool(progress)))
     else:
-        payload = _portable(A, op)
+        payload = _ship(executor, _portable(A, op))
         futures = [
             executor.submit(_hutchinson_task, payload, first, size, seed)
             for first, size in _ranges(count, executor, per)
