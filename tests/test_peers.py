@@ -45,7 +45,7 @@ def _cases():
         ("cnn", cnn, (1, 8, 8)),
         ("batchnorm", batchnorm_net, (5,)),
         ("layernorm", layernorm_net, (4,)),
-        ("attention", AttentionBlock, (4, 8)),
+        ("attention", AttentionBlock, (3, 4)),
     ):
         model = seeded(build)
         x, y = classification_data(9, shape)

@@ -41,7 +41,7 @@ def _models():
     bn = seeded(batchnorm_net)
     warm_batchnorm(bn, x)
     out.append(("batchnorm", bn, x, y))
-    x, y = classification_data(5, (4, 8))
+    x, y = classification_data(5, (3, 4))
     out.append(("attention", seeded(AttentionBlock), x, y))
     x, y = classification_data(5, (3, 6), classes=2)
     out.append(("sdpa", seeded(ScaledDotProductBlock), x, y))

@@ -392,11 +392,15 @@ def spectral_density(
         must then pickle for process executors) and runs a range of probes.
         The result equals the local one exactly; a failing task's exception is
         re-raised. Process pools (forked or spawned) take explicit matrices
-        and picklable matrix-free operators. Model Hessians (`hessx.models`)
-        do not pickle: use threads, or ship the model and data in your own
-        task. Locally, without an executor, probes already run side by side,
-        one per core (Python callables excepted: they are always called from
-        the calling thread).
+        and picklable matrix-free operators. PyTorch and JAX Hessians
+        (`hessx.torch`, `hessx.jax`) travel as their model, loss and data,
+        rebuilt once per process; a Dask client's executor receives them
+        (and any other operator's data) once per worker, scattered, not with
+        every task. Model Hessians (`hessx.models`) do not pickle: use
+        threads, or ship the model and data in your own task. Locally,
+        without an executor, probes already run side by side, one per core
+        (Python callables excepted: they are always called from the calling
+        thread).
     probes_per_task : int, optional
         Probes per submitted task; default an even split over the executor's
         ``_max_workers`` when it has one, else one probe per task.

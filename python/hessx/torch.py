@@ -211,11 +211,10 @@ class _GraphMeter:
         return sum(self.storages.values())
 
 
-def _resolve_params(
-    model: torch.nn.Module, params: Any
-) -> tuple[list[str], list[torch.nn.Parameter]]:
-    named = list(model.named_parameters())
+def _resolve_params(model: torch.nn.Module, params: Any) -> tuple[list[str], list[torch.Tensor]]:
+    named: list[tuple[str, torch.Tensor]] = list(model.named_parameters())
     by_id = {id(p): name for name, p in named}
+    chosen: list[tuple[str, torch.Tensor]]
     if params is None:
         chosen = [(name, p) for name, p in named if p.requires_grad]
         if not chosen:
@@ -550,7 +549,7 @@ class TorchHessian(FrameworkHessian):
 
         point = tuple(leaf.detach() for leaf in self._leaves)
         with _evaluation(self._model):
-            _, product = torch.func.jvp(torch.func.grad(loss), (point,), (tuple(parts),))
+            product = torch.func.jvp(torch.func.grad(loss), (point,), (tuple(parts),))[1]
         return list(product)
 
     def _ggn_through(
