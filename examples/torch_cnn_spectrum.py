@@ -58,7 +58,7 @@ optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 loader = torch.utils.data.DataLoader(
     torch.utils.data.TensorDataset(images, labels), batch_size=128, shuffle=True
 )
-for epoch in range(8):  # brief training: the point is not a minimum yet
+for _epoch in range(8):  # brief training: the point is not a minimum yet
     for xb, yb in loader:
         optimizer.zero_grad()
         loss_fn(model(xb), yb).backward()
