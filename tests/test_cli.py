@@ -29,3 +29,24 @@ def test_bench_runs_small():
     out = run("bench", "--size", "12", "--repeat", "1")
     assert "SpMV" in out and "eigsh k=6 LA" in out
     assert "DISAGREE" not in out
+
+
+def test_version_and_help_list_every_command():
+    import hessx
+
+    assert run("--version").strip() == f"hessx {hessx.__version__}"
+    out = run("--help")
+    for command in ("demo", "bench", "experiment"):
+        assert command in out
+
+
+def test_experiment_without_matplotlib_fails_before_training():
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "import importlib.util, hessx.cli\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'matplotlib' else 1\n"
+        "sys.exit(hessx.cli.main(['experiment', '--n', '1000', '--output', 'x.png']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "needs matplotlib" in out.stderr
+    assert "network" not in out.stdout  # no network was trained

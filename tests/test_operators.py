@@ -203,3 +203,25 @@ def test_threads_setting():
         hessx.set_num_threads(before)
     with pytest.raises(ValueError, match="n must be >= 1"):
         hessx.set_num_threads(0)
+
+
+def test_callable_operator_takes_both_spellings(rng):
+    A = random_symmetric_dense(12, rng)
+    x = rng.standard_normal(12)
+    spellings = [
+        hessx.CallableOperator(12, lambda v: A @ v),
+        hessx.CallableOperator(lambda v: A @ v, 12),
+        hessx.CallableOperator(lambda v: A @ v, n=12),
+        hessx.CallableOperator(n=12, matvec=lambda v: A @ v),
+        hessx.as_operator(lambda v: A @ v, n=12),
+    ]
+    for op in spellings:
+        np.testing.assert_allclose(op @ x, A @ x, rtol=1e-14)
+    with pytest.raises(TypeError, match="n \\(the dimension\\) is required"):
+        hessx.CallableOperator(lambda v: v)
+    with pytest.raises(TypeError, match="matvec is required"):
+        hessx.CallableOperator(12)
+    with pytest.raises(TypeError, match="n given twice"):
+        hessx.CallableOperator(12, lambda v: v, n=12)
+    with pytest.raises(TypeError, match="n must be an int"):
+        hessx.CallableOperator(lambda v: v, n=2.5)

@@ -1,4 +1,4 @@
-"""The `hessx` command: `hessx demo` and `hessx bench`."""
+"""The `hessx` command: the lecture's example, the speed comparison, the experiment."""
 
 from __future__ import annotations
 
@@ -95,6 +95,17 @@ def experiment(args: argparse.Namespace) -> int:
     """The lecture's experiment: loss against minimum ratio for many small networks."""
     from hessx.experiments import minimum_ratio_vs_loss, plot_minimum_ratio_vs_loss
 
+    if args.output:
+        # Checked before minutes of training, not after them.
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            print(
+                "hessx experiment --output needs matplotlib: pip install 'hessx[plot]' "
+                "(or leave out --output)",
+                file=sys.stderr,
+            )
+            return 2
     print(f"hessx experiment — {args.n} small MLPs driven to near-critical points")
     samples = minimum_ratio_vs_loss(args.n, rng=args.seed)
     ratios = np.array([s.minimum_ratio for s in samples])
@@ -109,8 +120,14 @@ def experiment(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hessx", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from hessx import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hessx",
+        description="Hessians of large models: saddle or minimum, and which way is down.",
+    )
+    parser.add_argument("--version", action="version", version=f"hessx {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,bench,experiment}")
     p_demo = sub.add_parser("demo", help="the lecture's worked example and a trained network")
     p_demo.add_argument("--quick", action="store_true", help="a smaller network (for tests)")
     p_demo.set_defaults(func=demo)

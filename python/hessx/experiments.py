@@ -104,7 +104,7 @@ def minimum_ratio_vs_loss(
         )
         if progress:
             print(
-                f"  network {i + 1:3d}/{n_networks}: {gd_steps:4d} GD steps, loss {loss:.4f}, "
+                f"  network {i + 1:3d}/{n_networks}: {gd_steps:4d} GD steps, loss {loss:.4g}, "
                 f"|grad| {gnorm:.1e}, minimum ratio {ratio.value:.3f} "
                 f"(below {f.below[0]:.3f}, near zero {f.within[0]:.3f}) "
                 f"[{time.perf_counter() - start:.0f} s]",

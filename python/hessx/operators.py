@@ -152,14 +152,17 @@ class DenseOperator(HessxOperator):
 class CallableOperator(HessxOperator):
     """A symmetric operator given by a user function ``x -> A @ x``.
 
+    ``CallableOperator(matvec, n=...)`` (as `as_operator` spells it) and
+    ``CallableOperator(n, matvec)`` are the same.
+
     Parameters
     ----------
-    n : int
-        The dimension.
     matvec : callable
         ``matvec(x)`` with x of shape (n,) returns ``A @ x`` (shape (n,) or (n, 1)).
         An exception raised inside reaches the caller unchanged; a result of the
         wrong shape or with NaN/Inf raises ``ValueError`` naming the call.
+    n : int
+        The dimension.
     matmat : callable, optional
         ``matmat(X)`` with X of shape (n, k) returns ``A @ X``; otherwise
         products of blocks call ``matvec`` column by column.
@@ -168,16 +171,40 @@ class CallableOperator(HessxOperator):
         tells the solvers how accurate the products are (float32 products lose
         the Lanczos vectors' orthogonality sooner, and stochastic Lanczos
         quadrature checks them more often).
+
+    Examples
+    --------
+    >>> import numpy as np, hessx
+    >>> op = hessx.CallableOperator(lambda x: 2.0 * x, n=3)
+    >>> op @ np.ones(3)
+    array([2., 2., 2.])
     """
 
     def __init__(
         self,
-        n: int,
-        matvec: Callable[[np.ndarray], Any],
+        first: Any = None,
+        second: Any = None,
+        /,
         *,
+        n: Any = None,
+        matvec: Callable[[np.ndarray], Any] | None = None,
         matmat: Callable[[np.ndarray], Any] | None = None,
         dtype: Any = np.float64,
     ) -> None:
+        # (matvec, n) when the first is callable, else (n, matvec).
+        given_n, given_matvec = (second, first) if callable(first) else (first, second)
+        if given_n is not None:
+            if n is not None:
+                raise TypeError("n given twice")
+            n = given_n
+        if given_matvec is not None:
+            if matvec is not None:
+                raise TypeError("matvec given twice")
+            matvec = given_matvec
+        if n is None:
+            raise TypeError("n (the dimension) is required: CallableOperator(matvec, n=...)")
+        if matvec is None:
+            raise TypeError("matvec is required: CallableOperator(matvec, n=...)")
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise TypeError(f"n must be an int, got {type(n).__name__}")
         if n <= 0:
