@@ -10,9 +10,16 @@ import hessx
 
 arpack_tests = pytest.importorskip("scipy.sparse.linalg._eigen.arpack.tests.test_arpack")
 
+import inspect  # noqa: E402
+
 import numpy as np  # noqa: E402
 from scipy.sparse import csr_array  # noqa: E402
 from scipy.sparse.linalg import aslinearoperator  # noqa: E402
+
+if "D" not in inspect.signature(arpack_tests.test_symmetric_modes).parameters:
+    # SciPy < 1.16 loops over every case inside one test, shift-invert modes
+    # included (which hessx.eigsh refuses): its tests cannot be reused as they are.
+    pytest.skip("SciPy's own eigsh tests are reused from SciPy >= 1.16", allow_module_level=True)
 
 REAL_CASES = arpack_tests.SymmetricParams().real_test_cases
 STANDARD = [d for d in REAL_CASES if "bmat" not in d]
