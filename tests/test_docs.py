@@ -28,3 +28,10 @@ def test_examples_run(page, capsys):
     namespace: dict = {"__name__": f"docs_{page.stem}"}
     for block in blocks:
         exec(compile(block, str(page), "exec"), namespace)
+
+
+def test_readme_ten_lines_run(capsys):
+    text = (DOCS.parent / "README.md").read_text()
+    section = text[text.index("## Ten lines") :]
+    (block,) = BLOCK.findall(section)[:1]
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
