@@ -336,7 +336,9 @@ class TorchHessian(FrameworkHessian):
         self._torch_dtype = point[0].dtype
         self._device = point[0].device
         self._data = _Data(data, self._device)
-        self._leaves = [p.detach().clone().requires_grad_(True) for p in point]
+        # The snapshot's own tensors are the leaves the graphs differentiate
+        # in (they are copies already, nobody else writes them).
+        self._leaves = [p.requires_grad_(True) for p in point]
         self._forward_mode = True
         n_params = int(sum(self._numels))
         dtype = np.float32 if self._torch_dtype == torch.float32 else np.float64
