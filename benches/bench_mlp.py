@@ -6,11 +6,14 @@ Run: python3 -m pytest benches/bench_mlp.py --benchmark-only
 
 import numpy as np
 import pytest
+from conftest import SMALL
 
 import hessx
 from hessx.models import MLP, load_digits
 
-SIZES = [64, 1024, 1024, 10]
+# The smoke run (HESSX_BENCH_SMALL=1) checks the code on a 64-64-64-10 network.
+SIZES = [64, 64, 64, 10] if SMALL else [64, 1024, 1024, 10]
+GROUP = f"mlp {SIZES}"
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +27,14 @@ def problem():
 
 def test_loss_and_grad(benchmark, problem):
     net, params, X, y, _ = problem
-    benchmark.group = "mlp 1.13M"
+    benchmark.group = GROUP
     loss, grad = benchmark(net.loss_and_grad, params, X, y)
     assert np.isfinite(loss) and grad.shape == (net.n_params,)
 
 
 def test_hvp_uncached(benchmark, problem):
     net, params, X, y, v = problem
-    benchmark.group = "mlp 1.13M"
+    benchmark.group = GROUP
     hv = benchmark(net.hvp, params, X, y, v)
     # Exactness spot check against the same network in float64 (float32 finite
     # differences are too coarse to check an exact product).
@@ -43,7 +46,7 @@ def test_hvp_uncached(benchmark, problem):
 
 def test_hessian_product_warm(benchmark, problem):
     net, params, X, y, v = problem
-    benchmark.group = "mlp 1.13M"
+    benchmark.group = GROUP
     H = net.hessian(params, X, y)
     v64 = v.astype(np.float64)
     out = benchmark(H.matvec, v64)
@@ -54,7 +57,7 @@ def test_hessian_product_warm(benchmark, problem):
 
 def test_lanczos_100_steps(benchmark, problem):
     net, params, X, y, _ = problem
-    benchmark.group = "mlp 1.13M lanczos"
+    benchmark.group = GROUP + " lanczos"
     H = net.hessian(params, X, y)
     res = benchmark.pedantic(
         lambda: hessx.lanczos(H, k=1, which="BE", ncv=100, maxiter=1, rng=0), rounds=1, iterations=1
@@ -85,7 +88,7 @@ def test_jax_hvp(benchmark, problem):
     grad = jax.jit(jax.grad(loss))
     jax.block_until_ready(hvp(layers, tangent))
     jax.block_until_ready(grad(layers))
-    benchmark.group = "mlp 1.13M"
+    benchmark.group = GROUP
     out = benchmark(lambda: jax.block_until_ready(hvp(layers, tangent)))
     flat = np.concatenate([np.concatenate([np.ravel(W), np.ravel(b)]) for W, b in out])
     ours = net.hvp(params, X, y, v)
