@@ -77,6 +77,7 @@ class ProductProgress:
         self.enabled = bool(enabled)
         self.label = label
         self.count = 0
+        self.seconds = 0.0
         self._open_line = False
 
     def batches(self, done: int, total: int | None) -> None:
@@ -89,6 +90,7 @@ class ProductProgress:
 
     def product(self, seconds: float) -> None:
         self.count += 1
+        self.seconds += seconds
         if not self.enabled:
             return
         sys.stderr.write(f"\r{self.label}: {self.count} products, last {seconds:.3f} s   ")
@@ -143,6 +145,12 @@ class FrameworkHessian(CallableOperator):
     def n_products(self) -> int:
         """Products made so far (``matvec`` calls, by hessx's solvers or anyone)."""
         return self._progress.count
+
+    @property
+    def product_seconds(self) -> float:
+        """Wall time spent inside products so far: what a solver's run cost
+        beyond its products is its wall time minus the change in this."""
+        return self._progress.seconds
 
     def _timed_product(self, v: np.ndarray) -> np.ndarray:
         with self._lock:
