@@ -6,8 +6,8 @@ use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use crate::core::csr::{CsrLayout, CsrRef};
 use crate::core::op::SymOp;
+use crate::core::sparse::csr::{CsrLayout, CsrRef};
 
 use super::errors::to_py;
 

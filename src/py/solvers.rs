@@ -5,7 +5,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::core::lanczos::{lanczos, LanczosParams, Which};
+use crate::core::krylov::lanczos::{lanczos, LanczosParams, Which};
 
 use super::errors::to_py;
 use super::operators::RustOperator;
