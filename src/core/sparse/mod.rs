@@ -4,3 +4,4 @@
 
 pub mod csr;
 pub mod inertia;
+pub mod upper;
