@@ -244,7 +244,7 @@ class SpectralDensity:
 def _portable(A: Any, op: HessxOperator) -> tuple[Any, ...]:
     """What a task needs to rebuild the operator (pickled for process executors)."""
     if isinstance(op, CsrOperator):
-        return ("csr", op.matrix)
+        return ("csr", op.matrix, op.storage)
     if isinstance(op, DenseOperator):
         return ("dense", op.matrix)
     if isinstance(op, CallableOperator):
@@ -274,7 +274,7 @@ def _rebuild(payload: tuple[Any, ...]) -> HessxOperator:
         matrix = payload[1]
         if not all(_aligned(a) for a in (matrix.data, matrix.indices, matrix.indptr)):
             matrix = matrix.copy()
-        return CsrOperator(matrix, check_symmetric=False)
+        return CsrOperator(matrix, check_symmetric=False, storage=payload[2])
     if kind == "dense":
         matrix = payload[1]
         if not _aligned(matrix):

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use crate::core::error::{Error, Result};
 use crate::core::op::SymOp;
 
-use super::csr::CsrArrays;
+use super::csr::{CsrArrays, UpperArrays};
 use super::dense::DenseArrays;
 use super::monitor::{run_detached, CallingThread, Driver, PyMonitor};
 
@@ -160,6 +160,7 @@ impl SymOp for OnCallingThread<'_, '_> {
 
 pub enum OpKind {
     Csr(CsrArrays),
+    Upper(UpperArrays),
     Dense(DenseArrays),
     Callable(CallableOp),
     Model(super::models::ModelOp),
@@ -181,6 +182,7 @@ impl RustOperator {
     pub fn with_op<R>(&self, py: Python<'_>, f: impl FnOnce(&dyn SymOp) -> R) -> PyResult<R> {
         match &self.kind {
             OpKind::Csr(csr) => csr.with_op(py, f),
+            OpKind::Upper(upper) => Ok(f(upper.as_op())),
             OpKind::Dense(dense) => dense.with_op(py, f),
             OpKind::Callable(callable) => Ok(f(callable)),
             OpKind::Model(model) => Ok(f(model.as_op())),
@@ -238,9 +240,11 @@ impl RustOperator {
         Ok(RustOperator::new(OpKind::Dense(arrays), n))
     }
 
-    /// A CSR matrix from its three arrays (borrowed, not copied).
+    /// A CSR matrix from its three arrays: borrowed as they are
+    /// (`storage="full"`), or converted once to its upper triangle
+    /// (`storage="upper"`, owned by Rust; the arrays are not kept).
     #[staticmethod]
-    #[pyo3(signature = (n, indptr, indices, data, check_symmetric))]
+    #[pyo3(signature = (n, indptr, indices, data, check_symmetric, storage="full"))]
     fn csr(
         py: Python<'_>,
         n: usize,
@@ -248,9 +252,53 @@ impl RustOperator {
         indices: &Bound<'_, PyAny>,
         data: &Bound<'_, PyAny>,
         check_symmetric: bool,
+        storage: &str,
     ) -> PyResult<Self> {
-        let arrays = CsrArrays::new(py, n, indptr, indices, data, check_symmetric)?;
-        Ok(RustOperator::new(OpKind::Csr(arrays), n))
+        let kind = match storage {
+            "full" => OpKind::Csr(CsrArrays::new(
+                py,
+                n,
+                indptr,
+                indices,
+                data,
+                check_symmetric,
+            )?),
+            "upper" => OpKind::Upper(UpperArrays::new(
+                py,
+                n,
+                indptr,
+                indices,
+                data,
+                check_symmetric,
+            )?),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "storage must be 'full' or 'upper', got {other:?}"
+                )))
+            }
+        };
+        Ok(RustOperator::new(kind, n))
+    }
+
+    /// Bytes of matrix storage one product reads (sparse operators), else None.
+    #[getter]
+    fn nbytes(&self, py: Python<'_>) -> Option<usize> {
+        match &self.kind {
+            OpKind::Csr(csr) => Some(csr.nbytes(py)),
+            OpKind::Upper(upper) => Some(upper.nbytes()),
+            _ => None,
+        }
+    }
+
+    /// The stored upper triangle as CSR arrays `(indptr, indices, data)`
+    /// (copies; half-storage operators only).
+    fn upper_triangle<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+        match &self.kind {
+            OpKind::Upper(upper) => upper.to_arrays(py),
+            _ => Err(PyValueError::new_err(
+                "upper_triangle: the operator does not use storage='upper'",
+            )),
+        }
     }
 
     /// A Python function computing `A @ x` (and optionally `A @ X`), in
