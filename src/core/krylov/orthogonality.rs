@@ -62,6 +62,24 @@ pub(crate) struct OrthogonalityEstimate {
 impl OrthogonalityEstimate {
     /// `rounding` is the stored basis vectors' own ([`BasisElement::ROUNDING`]).
     pub(crate) fn new(n: usize, m: usize, precision: f64, rounding: f64) -> Self {
+        Self::with_threshold(
+            n,
+            m,
+            precision,
+            rounding,
+            precision.max(f64::EPSILON).sqrt(),
+        )
+    }
+
+    /// As [`new`](Self::new) with the loss allowed before a correction set
+    /// by the caller (thick-restart Lanczos ties it to its tolerance).
+    pub(crate) fn with_threshold(
+        n: usize,
+        m: usize,
+        precision: f64,
+        rounding: f64,
+        threshold: f64,
+    ) -> Self {
         let precision = precision.max(f64::EPSILON);
         let floor = (f64::EPSILON * (n as f64).sqrt()).max(2.0 * rounding);
         let mut current = vec![0.0; m + 1];
@@ -72,12 +90,13 @@ impl OrthogonalityEstimate {
             next: vec![0.0; m + 1],
             unit: floor.max(precision),
             floor,
-            threshold: precision.sqrt(),
+            threshold,
         }
     }
 
-    /// Estimates `ω_{k+1, 0..=k}` for the new vector `w / β_k`; returns their
-    /// largest magnitude. `norm` bounds ‖A‖ (a Gershgorin bound on `T`).
+    /// Estimates `ω_{k+1, 0..=k}` for the new vector `w / β_k` of a plain
+    /// (tridiagonal) Lanczos run; returns their largest magnitude. `norm`
+    /// bounds ‖A‖ (a Gershgorin bound on `T`).
     pub(crate) fn advance(
         &mut self,
         k: usize,
@@ -86,17 +105,40 @@ impl OrthogonalityEstimate {
         b: f64,
         norm: f64,
     ) -> f64 {
+        let row = |i: usize, current: &[f64]| {
+            let mut t = beta[i] * current[i + 1] + alpha[i] * current[i];
+            if i > 0 {
+                t += beta[i - 1] * current[i - 1];
+            }
+            t
+        };
+        let beta_previous = if k > 0 { beta[k - 1] } else { 0.0 };
+        self.advance_with(k, row, alpha[k], beta_previous, b, norm)
+    }
+
+    /// The general form, for any projected matrix `T` (thick restart's arrow):
+    ///
+    /// ```text
+    /// β_k ω_{k+1,i} = Σ_l T_{li} ω_{k,l} − α_k ω_{k,i} − β_{k−1} ω_{k−1,i} ± noise,
+    /// ```
+    ///
+    /// valid when `A q_k = β_k q_{k+1} + α_k q_k + β_{k−1} q_{k−1}` (column
+    /// k of T couples only to k−1) and column i of T holds the couplings of
+    /// `A q_i`. `column_product(i, ω_k)` returns `Σ_l T_{li} ω_{k,l}`.
+    pub(crate) fn advance_with(
+        &mut self,
+        k: usize,
+        column_product: impl Fn(usize, &[f64]) -> f64,
+        alpha_k: f64,
+        beta_previous: f64,
+        b: f64,
+        norm: f64,
+    ) -> f64 {
         let noise = 2.0 * self.unit * norm;
         let (previous, current) = (&self.previous, &self.current);
         let mut largest = 0.0f64;
         for i in 0..k {
-            let mut t = beta[i] * current[i + 1] + (alpha[i] - alpha[k]) * current[i];
-            if i > 0 {
-                t += beta[i - 1] * current[i - 1];
-            }
-            if k > 0 {
-                t -= beta[k - 1] * previous[i];
-            }
+            let t = column_product(i, current) - alpha_k * current[i] - beta_previous * previous[i];
             let estimate = (t + noise.copysign(t)) / b;
             self.next[i] = estimate;
             largest = largest.max(estimate.abs());
@@ -106,6 +148,34 @@ impl OrthogonalityEstimate {
         self.next[k] = self.unit * norm / b;
         self.next[k + 1] = 1.0;
         largest.max(self.next[k].abs())
+    }
+
+    /// A new cycle of thick-restart Lanczos whose first new vector is column
+    /// `k`: its inner products with the kept columns `0..k` and the row
+    /// before it are taken to be `level` (the loss carried over).
+    pub(crate) fn restart(&mut self, k: usize, level: f64) {
+        self.current.fill(0.0);
+        self.previous.fill(0.0);
+        self.current[..k].fill(level);
+        self.previous[..k].fill(level);
+        self.current[k] = 1.0;
+    }
+
+    /// The new vector `q_{k+1}` was orthogonalised against the whole basis:
+    /// its inner products are at rounding level.
+    pub(crate) fn orthogonalized(&mut self, k: usize) {
+        self.next[..=k].fill(self.floor);
+        self.next[k + 1] = 1.0;
+    }
+
+    /// The largest `|ω_{k,i}|`, `i < k`, of the current row.
+    pub(crate) fn current_level(&self, k: usize) -> f64 {
+        self.current[..k].iter().fold(0.0f64, |m, x| m.max(x.abs()))
+    }
+
+    /// The estimates of the next vector (for listing the columns to measure).
+    pub(crate) fn next_row(&self) -> &[f64] {
+        &self.next
     }
 
     /// Adjusts the rounding unit to a measurement of the largest `|q_iᵀ w| / β`.

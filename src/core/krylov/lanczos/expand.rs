@@ -1,0 +1,365 @@
+//! One expansion step of thick-restart Lanczos: `w = A v_j`, made
+//! orthogonal to the basis as far as it must be.
+//!
+//! * The first step of a cycle couples `A v_p` to every kept Ritz vector (the
+//!   arrow of `T`): it is orthogonalised against the whole basis by classical
+//!   Gram–Schmidt with a measured second pass ([`orthogonalize`]).
+//! * Every later step runs the three-term recurrence in two fused passes
+//!   (`w −= β_{j−1} v_{j−1}` with `α_j = v_jᵀ w`, then `w −= α_j v_j` with
+//!   `‖w‖²`), and keeps the basis *semi-orthogonal* by partial
+//!   reorthogonalisation (Simon 1984) with the estimate shared with SLQ
+//!   (`krylov::orthogonality`), advanced through the arrow of `T`: when the
+//!   estimated loss nears the threshold, `Vᵀ w` is measured, against only the
+//!   columns the estimate blames unless a periodic check is due, and removed
+//!   from the columns that carry it. Those are, as Paige's theory says, the
+//!   converged Ritz directions, which thick restart keeps at the front of
+//!   the basis: this is selective orthogonalisation against the converged
+//!   kept Ritz vectors (Parlett & Scott 1979) falling out of the estimate,
+//!   without reading the rest of the basis on every step.
+
+use super::BREAKDOWN_RATIO;
+use crate::core::error::{first_non_finite, Error, Result};
+use crate::core::krylov::basis::{
+    dot, project_listed_columns, subtract_columns, subtract_listed_columns, sweep, REDUCE_CHUNK,
+};
+use crate::core::krylov::orthogonality::{
+    OrthogonalityEstimate, LOOKAHEAD, MEASURE_EVERY, RESTORE_FRACTION,
+};
+use rand_xoshiro::rand_core::Rng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
+
+/// A second Gram–Schmidt pass is applied when the measured `‖Vᵀw‖ / ‖w‖`
+/// after the first exceeds this (a few hundred ulps: a first pass alone leaves
+/// about `ε ‖A v‖ / β`, so the second pass runs only after real cancellation).
+const ORTHOGONALITY_TOLERANCE: f64 = 256.0 * f64::EPSILON;
+/// The coupled-columns-only update is taken only when `‖w − V h‖² ≥` this
+/// fraction of `‖w‖²`, so that its Pythagorean estimate is accurate.
+const SKIP_MIN_REMAINING: f64 = 1e-2;
+
+/// What one step produced: the recurrence's coefficients and whether `w`
+/// lay in the span of the basis (an invariant subspace was found).
+pub(super) struct Step {
+    pub(super) alpha: f64,
+    pub(super) beta: f64,
+    pub(super) in_span: bool,
+}
+
+/// The state partial reorthogonalisation carries from step to step.
+pub(super) struct Expansion {
+    pub(super) omega: OrthogonalityEstimate,
+    /// Bound on ‖A‖ seen so far (Ritz values and recurrence coefficients).
+    pub(super) scale: f64,
+    check_interval: usize,
+    next_check: usize,
+    recheck_next: bool,
+    /// Measurements of `Vᵀ w` and corrections made (for tests and tuning).
+    pub(super) n_measured: usize,
+    pub(super) n_corrected: usize,
+    pair: [f64; 2],
+}
+
+impl Expansion {
+    pub(super) fn new(n: usize, m: usize, threshold: f64) -> Self {
+        Expansion {
+            omega: OrthogonalityEstimate::with_threshold(
+                n,
+                m,
+                f64::EPSILON,
+                f64::EPSILON / 2.0,
+                threshold,
+            ),
+            scale: 0.0,
+            check_interval: MEASURE_EVERY,
+            next_check: MEASURE_EVERY,
+            recheck_next: false,
+            n_measured: 0,
+            n_corrected: 0,
+            pair: [0.0; 2],
+        }
+    }
+
+    /// A new cycle starts at column `p`: the kept vectors' loss carries over.
+    pub(super) fn restart(&mut self, p: usize, m: usize) {
+        let level = (self.omega.current_level(m) * (m as f64).sqrt()).min(self.omega.threshold);
+        self.omega.restart(p, level);
+        self.next_check = self.next_check.max(p + 1);
+    }
+
+    /// The first step of a cycle: `w` against the whole basis `v[..(j+1)n]`.
+    pub(super) fn arrow_step(
+        &mut self,
+        v: &[f64],
+        n: usize,
+        j: usize,
+        w: &mut [f64],
+        scratch: &mut Scratch,
+    ) -> Result<Step> {
+        let step = orthogonalize(v, n, j + 1, 0, w, scratch)?;
+        let alpha = scratch.h[j];
+        self.omega.orthogonalized(j);
+        self.scale = self.scale.max(alpha.abs() + step.beta);
+        Ok(Step {
+            alpha,
+            beta: step.beta,
+            in_span: step.in_span,
+        })
+    }
+
+    /// A step `j > p` of the three-term recurrence with partial
+    /// reorthogonalisation. `projected` is `T` so far (column-major `m x m`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn recurrence_step(
+        &mut self,
+        v: &[f64],
+        n: usize,
+        j: usize,
+        w: &mut [f64],
+        projected: &[f64],
+        m: usize,
+        scratch: &mut Scratch,
+    ) -> Result<Step> {
+        let beta_previous = projected[(j - 1) * m + j];
+        // Paige's ordering: remove β_{j−1} v_{j−1} before measuring α_j.
+        let local = &v[(j - 1) * n..(j + 1) * n];
+        let input2 = sweep(
+            local,
+            n,
+            2,
+            w,
+            Some(&[beta_previous, 0.0]),
+            &mut scratch.partials,
+            &mut self.pair,
+        );
+        if !input2.is_finite() {
+            return Err(Error::NonFinite {
+                what: "operator output A @ v".to_string(),
+                index: first_non_finite(w).unwrap_or(0),
+            });
+        }
+        let mut alpha = self.pair[1];
+        let norm2 = subtract_columns(&v[j * n..], n, 0, &[alpha], w, &mut scratch.partials);
+        let mut beta = norm2.sqrt();
+        self.scale = self.scale.max(alpha.abs() + beta + beta_previous);
+        let input_norm = (input2 + beta_previous * beta_previous).sqrt();
+        if beta <= BREAKDOWN_RATIO * input_norm {
+            return Ok(Step {
+                alpha,
+                beta,
+                in_span: true,
+            });
+        }
+        let column_product = |i: usize, current: &[f64]| -> f64 {
+            let column = &projected[i * m..(i + 1) * m];
+            (0..=j.min(m - 1)).map(|l| column[l] * current[l]).sum()
+        };
+        let estimate =
+            self.omega
+                .advance_with(j, column_product, alpha, beta_previous, beta, self.scale);
+        let threshold = self.omega.threshold;
+        let scheduled = j + 1 >= self.next_check;
+        let due = estimate > LOOKAHEAD * threshold || self.recheck_next || scheduled;
+        self.recheck_next = false;
+        if due {
+            // Measure Vᵀw: every column when a periodic check is due, else
+            // the columns whose estimate is within reach of the threshold
+            // (the converged kept Ritz vectors, in practice) and v_j.
+            let Scratch {
+                partials,
+                h,
+                listed,
+                coeffs,
+                ..
+            } = scratch;
+            listed.clear();
+            if scheduled || self.recheck_next {
+                listed.extend(0..=j);
+            } else {
+                let row = self.omega.next_row();
+                let blame = LOOKAHEAD * LOOKAHEAD * threshold;
+                listed.extend((0..j).filter(|&i| row[i].abs() > blame));
+                listed.push(j);
+            }
+            h.resize(listed.len(), 0.0);
+            project_listed_columns(v, n, listed, w, partials, h);
+            self.n_measured += 1;
+            let largest = h.iter().fold(0.0f64, |a, x| a.max(x.abs())) / beta;
+            self.omega.calibrate(j, largest, estimate);
+            let underestimated = largest > estimate;
+            self.check_interval = if underestimated {
+                MEASURE_EVERY
+            } else if scheduled {
+                2 * self.check_interval
+            } else {
+                self.check_interval
+            };
+            if scheduled || underestimated {
+                self.next_check = j + 1 + self.check_interval;
+            }
+            // Columns not measured keep their estimate.
+            let row = self.omega.next_row();
+            let mut measured: Vec<f64> = (0..=j).map(|i| row[i] * beta).collect();
+            for (&i, &x) in listed.iter().zip(h.iter()) {
+                measured[i] = x;
+            }
+            if largest > RESTORE_FRACTION * threshold {
+                let left = self.omega.left_after_pass(largest);
+                coeffs.clear();
+                let keep: Vec<usize> = listed
+                    .iter()
+                    .copied()
+                    .filter(|&i| i == j || measured[i].abs() > left * beta)
+                    .collect();
+                coeffs.extend(keep.iter().map(|&i| measured[i]));
+                let norm2 = subtract_listed_columns(v, n, &keep, coeffs, w, partials);
+                alpha += measured[j];
+                beta = norm2.sqrt();
+                self.omega.reset(j, largest, &measured, &keep, beta);
+                self.n_corrected += 1;
+                self.recheck_next = underestimated;
+            } else {
+                self.omega.set_measured(j, &measured, beta);
+            }
+        }
+        let in_span = beta <= BREAKDOWN_RATIO * input_norm;
+        Ok(Step {
+            alpha,
+            beta,
+            in_span,
+        })
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Scratch {
+    pub(super) partials: Vec<f64>,
+    pub(super) h: Vec<f64>,
+    correction: Vec<f64>,
+    check: Vec<f64>,
+    listed: Vec<usize>,
+    coeffs: Vec<f64>,
+}
+
+pub(super) struct Orthogonalized {
+    pub(super) beta: f64,
+    /// `w` was (numerically) in the span of the basis.
+    pub(super) in_span: bool,
+}
+
+/// Full reorthogonalization of `w` against the `ncols` columns of `v`:
+/// leaves `w - V h` in `w`, the coefficients `h` in `scratch.h`.
+///
+/// Columns `coupled_from..ncols` are those the Lanczos recurrence couples `w`
+/// to; against the others `w` is orthogonal in exact arithmetic. When the
+/// first projection shows that it still is to within `ORTHOGONALITY_TOLERANCE`
+/// (the same bound a reorthogonalized vector must meet), only the coupled
+/// columns are subtracted: one sweep over the basis instead of two.
+pub(super) fn orthogonalize(
+    v: &[f64],
+    n: usize,
+    ncols: usize,
+    coupled_from: usize,
+    w: &mut [f64],
+    scratch: &mut Scratch,
+) -> Result<Orthogonalized> {
+    let Scratch {
+        partials,
+        h,
+        correction,
+        check,
+        ..
+    } = scratch;
+    h.resize(ncols, 0.0);
+    correction.resize(ncols, 0.0);
+    check.resize(ncols, 0.0);
+    let input_norm2 = sweep(v, n, ncols, w, None, partials, h);
+    let input_norm = input_norm2.sqrt();
+    if !input_norm.is_finite() {
+        return Err(Error::NonFinite {
+            what: "operator output A @ v".to_string(),
+            index: first_non_finite(w).unwrap_or(0),
+        });
+    }
+    if coupled_from > 0 {
+        let uncoupled2: f64 = h[..coupled_from].iter().map(|x| x * x).sum();
+        let coupled2: f64 = h[coupled_from..].iter().map(|x| x * x).sum();
+        // Pythagoras estimates `‖w − V h‖²`; trusted only without heavy cancellation.
+        let remaining2 = input_norm2 - coupled2;
+        if remaining2 >= SKIP_MIN_REMAINING * input_norm2
+            && uncoupled2 <= ORTHOGONALITY_TOLERANCE * ORTHOGONALITY_TOLERANCE * remaining2
+        {
+            let beta = subtract_columns(v, n, coupled_from, &h[coupled_from..], w, partials).sqrt();
+            return Ok(Orthogonalized {
+                beta,
+                in_span: false,
+            });
+        }
+    }
+    let mut beta = sweep(v, n, ncols, w, Some(h), partials, correction).sqrt();
+    let mut loss = norm_squared(correction).sqrt();
+    if loss > ORTHOGONALITY_TOLERANCE * beta {
+        beta = sweep(v, n, ncols, w, Some(correction), partials, check).sqrt();
+        for (hi, ci) in h.iter_mut().zip(correction.iter()) {
+            *hi += ci;
+        }
+        loss = norm_squared(check).sqrt();
+    }
+    // Both norms are finite here: `input_norm` was checked and `beta <= input_norm`.
+    let in_span = beta <= BREAKDOWN_RATIO * input_norm || loss > ORTHOGONALITY_TOLERANCE * beta;
+    Ok(Orthogonalized { beta, in_span })
+}
+
+/// Replace `w` by a random unit vector orthogonal to the `ncols < n` columns of `v`.
+pub(super) fn fresh_direction(
+    v: &[f64],
+    n: usize,
+    ncols: usize,
+    w: &mut [f64],
+    rng: &mut Xoshiro256PlusPlus,
+    scratch: &mut Scratch,
+) -> Result<()> {
+    let Scratch {
+        partials,
+        h,
+        correction,
+        check,
+        ..
+    } = scratch;
+    h.resize(ncols, 0.0);
+    correction.resize(ncols, 0.0);
+    check.resize(ncols, 0.0);
+    // A random vector has a component of relative size ~sqrt((n - ncols)/n)
+    // outside the span; failing twice in a row has probability ~0.
+    for _ in 0..4 {
+        fill_random(w, rng);
+        let input_norm = sweep(v, n, ncols, w, None, partials, h).sqrt();
+        sweep(v, n, ncols, w, Some(h), partials, correction);
+        let norm = sweep(v, n, ncols, w, Some(correction), partials, check).sqrt();
+        if norm > 1e-6 * input_norm {
+            scale(w, 1.0 / norm);
+            return Ok(());
+        }
+    }
+    Err(Error::Operator(
+        "lanczos could not extend the Krylov basis with a random vector".to_string(),
+    ))
+}
+
+/// `‖x‖²`, summed deterministically over fixed chunks.
+pub(super) fn norm_squared(x: &[f64]) -> f64 {
+    let partials: Vec<f64> = x.par_chunks(REDUCE_CHUNK).map(|c| dot(c, c)).collect();
+    partials.iter().sum()
+}
+
+pub(super) fn scale(x: &mut [f64], factor: f64) {
+    x.par_chunks_mut(REDUCE_CHUNK)
+        .for_each(|c| c.iter_mut().for_each(|v| *v *= factor));
+}
+
+/// Uniform entries in [-1, 1) (ARPACK's choice for a random start).
+pub(super) fn fill_random(x: &mut [f64], rng: &mut Xoshiro256PlusPlus) {
+    const UNIT: f64 = 1.0 / (1u64 << 53) as f64;
+    for v in x.iter_mut() {
+        *v = 2.0 * ((rng.next_u64() >> 11) as f64 * UNIT) - 1.0;
+    }
+}
