@@ -233,7 +233,7 @@ pub fn lanczos(
             monitor.check()?;
             let step = if j == start {
                 // The arrow: A v_p couples to every kept Ritz vector.
-                expansion.arrow_step(v, n, j, w, &mut scratch)?
+                expansion.arrow_step(v, n, j, w, &projected, m, &mut scratch)?
             } else {
                 expansion.recurrence_step(v, n, j, w, &projected, m, &mut scratch)?
             };
