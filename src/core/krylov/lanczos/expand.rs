@@ -33,10 +33,6 @@ use rayon::prelude::*;
 /// after the first exceeds this (a few hundred ulps: a first pass alone leaves
 /// about `ε ‖A v‖ / β`, so the second pass runs only after real cancellation).
 const ORTHOGONALITY_TOLERANCE: f64 = 256.0 * f64::EPSILON;
-/// The coupled-columns-only update is taken only when `‖w − V h‖² ≥` this
-/// fraction of `‖w‖²`, so that its Pythagorean estimate is accurate.
-#[cfg(test)]
-const SKIP_MIN_REMAINING: f64 = 1e-2;
 
 /// What one step produced: the recurrence's coefficients and whether `w`
 /// lay in the span of the basis (an invariant subspace was found).
@@ -287,77 +283,6 @@ pub(super) struct Scratch {
     check: Vec<f64>,
     listed: Vec<usize>,
     coeffs: Vec<f64>,
-}
-
-#[cfg(test)]
-pub(super) struct Orthogonalized {
-    pub(super) beta: f64,
-    /// `w` was (numerically) in the span of the basis.
-    pub(super) in_span: bool,
-}
-
-#[cfg(test)]
-/// Full reorthogonalization of `w` against the `ncols` columns of `v`:
-/// leaves `w - V h` in `w`, the coefficients `h` in `scratch.h`.
-///
-/// Columns `coupled_from..ncols` are those the Lanczos recurrence couples `w`
-/// to; against the others `w` is orthogonal in exact arithmetic. When the
-/// first projection shows that it still is to within `ORTHOGONALITY_TOLERANCE`
-/// (the same bound a reorthogonalized vector must meet), only the coupled
-/// columns are subtracted: one sweep over the basis instead of two.
-pub(super) fn orthogonalize(
-    v: &[f64],
-    n: usize,
-    ncols: usize,
-    coupled_from: usize,
-    w: &mut [f64],
-    scratch: &mut Scratch,
-) -> Result<Orthogonalized> {
-    let Scratch {
-        partials,
-        h,
-        correction,
-        check,
-        ..
-    } = scratch;
-    h.resize(ncols, 0.0);
-    correction.resize(ncols, 0.0);
-    check.resize(ncols, 0.0);
-    let input_norm2 = sweep(v, n, ncols, w, None, partials, h);
-    let input_norm = input_norm2.sqrt();
-    if !input_norm.is_finite() {
-        return Err(Error::NonFinite {
-            what: "operator output A @ v".to_string(),
-            index: first_non_finite(w).unwrap_or(0),
-        });
-    }
-    if coupled_from > 0 {
-        let uncoupled2: f64 = h[..coupled_from].iter().map(|x| x * x).sum();
-        let coupled2: f64 = h[coupled_from..].iter().map(|x| x * x).sum();
-        // Pythagoras estimates `‖w − V h‖²`; trusted only without heavy cancellation.
-        let remaining2 = input_norm2 - coupled2;
-        if remaining2 >= SKIP_MIN_REMAINING * input_norm2
-            && uncoupled2 <= ORTHOGONALITY_TOLERANCE * ORTHOGONALITY_TOLERANCE * remaining2
-        {
-            let beta = subtract_columns(v, n, coupled_from, &h[coupled_from..], w, partials).sqrt();
-            return Ok(Orthogonalized {
-                beta,
-                in_span: false,
-            });
-        }
-    }
-    let mut beta = sweep(v, n, ncols, w, Some(h), partials, correction).sqrt();
-    let mut loss = norm_squared(correction).sqrt();
-    if loss > ORTHOGONALITY_TOLERANCE * beta {
-        beta = sweep(v, n, ncols, w, Some(correction), partials, check).sqrt();
-        for (hi, ci) in h.iter_mut().zip(correction.iter()) {
-            *hi += ci;
-        }
-        loss = norm_squared(check).sqrt();
-    }
-    // Both norms are finite here: `input_norm` was checked and `beta <= input_norm`.
-    let in_span = beta <= BREAKDOWN_RATIO * input_norm || loss > ORTHOGONALITY_TOLERANCE * beta;
-    Ok(Orthogonalized { beta, in_span })
 }
 
 /// Replace `w` by a random unit vector orthogonal to the `ncols < n` columns of `v`.

@@ -99,8 +99,6 @@ use crate::core::krylov::basis::{subtract_columns, sweep};
 #[cfg(test)]
 use crate::core::krylov::tridiag::sym_eig;
 #[cfg(test)]
-use expand::orthogonalize;
-#[cfg(test)]
 use rayon::prelude::*;
 
 use rand_xoshiro::rand_core::SeedableRng;
