@@ -94,7 +94,6 @@ use expand::{fill_random, fresh_direction, norm_squared, scale, Expansion, Scrat
 use finish::rayleigh_ritz;
 use restart::{combine_in_place, gather_columns, keep_count, ranked};
 
-#[cfg(test)]
 use crate::core::krylov::basis::{subtract_columns, sweep};
 #[cfg(test)]
 use crate::core::krylov::tridiag::sym_eig;
@@ -200,135 +199,446 @@ pub fn lanczos(
     let setup = Setup::validate(n, params)?;
     let m = setup.ncv;
     let k = params.k;
-
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
+    let mut counts = Counts::default();
     // Columns 0..m hold V_m; column m holds the continuation vector v_{m+1}.
     let mut basis = vec![0.0; (m + 1) * n];
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
     match &params.v0 {
         Some(v0) => basis[..n].copy_from_slice(v0),
         None => fill_random(&mut basis[..n], &mut rng),
     }
     let start_norm = norm_squared(&basis[..n]).sqrt();
     scale(&mut basis[..n], 1.0 / start_norm);
-
-    let mut scratch = Scratch::default();
-    let mut expansion = Expansion::new(n, m, setup.threshold);
-    let mut projected = vec![0.0; m * m];
-    let mut start = 0;
-    let mut n_matvec = 0;
-    let mut n_restarts = 0;
-    let mut cycles = 0;
-    let mut previous_wanted: Vec<f64> = Vec::new();
-    loop {
-        cycles += 1;
-        let mut beta_last = 0.0;
-        let mut ended_in_breakdown = false;
-        for j in start..m {
-            let (v, rest) = basis.split_at_mut((j + 1) * n);
-            let w = &mut rest[..n];
-            op.apply(&v[j * n..], w)?;
-            n_matvec += 1;
-            monitor.check()?;
-            let step = if j == start {
-                // The arrow: A v_p couples to every kept Ritz vector.
-                expansion.arrow_step(v, n, j, w, &projected, m, &mut scratch)?
-            } else {
-                expansion.recurrence_step(v, n, j, w, &projected, m, &mut scratch)?
+    let main = Cycles {
+        op,
+        setup: &setup,
+        which: params.which,
+        wanted: k,
+        locked: &[],
+        stop: Stop::Converged,
+    }
+    .run(&mut basis, &mut rng, &mut counts, monitor)?;
+    let q = main.values.len();
+    let verifying = main.all_converged && setup.verify;
+    let skip_vectors = !(params.want_vectors || verifying);
+    if skip_vectors {
+        return Ok(main.into_output(Vec::new(), counts, m));
+    }
+    let (values, residuals) = rayleigh_ritz(op, &mut basis, n, q, monitor)?;
+    counts.n_matvec += q;
+    let mut found = Found {
+        vectors: basis,
+        values,
+        residuals,
+        converged: main.converged.clone(),
+    };
+    if verifying {
+        // Locking: the converged pairs are deflated and the search goes on
+        // from a fresh random vector for anything the wanted set missed
+        // (further copies of a multiple eigenvalue, above all).
+        let mut verify_basis = vec![0.0; (m + 1) * n];
+        for _ in 0..k {
+            let Some(bounds) = Bounds::of(&found.values, params.which, k) else {
+                break;
             };
-            projected[j * m + j] = step.alpha;
-            let beta = if j + 1 == n {
-                // The basis spans the whole space: A V = V T exactly.
-                w.fill(0.0);
-                0.0
-            } else if step.in_span {
-                fresh_direction(v, n, j + 1, w, &mut rng, &mut scratch)?;
-                expansion.omega.orthogonalized(j);
-                ended_in_breakdown = j + 1 == m;
-                0.0
-            } else {
-                scale(w, 1.0 / step.beta);
-                step.beta
-            };
-            expansion.omega.shift();
-            if j + 1 < m {
-                projected[j * m + j + 1] = beta;
-                projected[(j + 1) * m + j] = beta;
-            } else {
-                beta_last = beta;
+            fill_random(&mut verify_basis[..n], &mut rng);
+            let mut scratch = Scratch::default();
+            project_out(&found.vectors, n, &mut verify_basis[..n], &mut scratch);
+            let norm = norm_squared(&verify_basis[..n]).sqrt();
+            if norm == 0.0 || found.values.len() + 1 >= n {
+                break;
             }
+            scale(&mut verify_basis[..n], 1.0 / norm);
+            let extra = Cycles {
+                op,
+                setup: &setup,
+                which: params.which,
+                wanted: if bounds.low.is_some() && bounds.high.is_some() {
+                    2
+                } else {
+                    1
+                },
+                locked: &found.vectors,
+                stop: Stop::Beyond(bounds),
+            }
+            .run(&mut verify_basis, &mut rng, &mut counts, monitor)?;
+            if extra.values.is_empty() {
+                break;
+            }
+            // Orthogonal to the locked vectors to rounding (the deflated
+            // run kept it so only to its own loss threshold), then measured.
+            for _ in 0..2 {
+                project_out(&found.vectors, n, &mut verify_basis[..n], &mut scratch);
+            }
+            let norm = norm_squared(&verify_basis[..n]).sqrt();
+            scale(&mut verify_basis[..n], 1.0 / norm);
+            let (value, residual) = rayleigh_ritz(op, &mut verify_basis, n, 1, monitor)?;
+            counts.n_matvec += 1;
+            found.vectors.truncate(found.values.len() * n);
+            found.vectors.extend_from_slice(&verify_basis[..n]);
+            found.values.push(value[0]);
+            found.residuals.push(residual[0]);
+            found.converged.push(true);
+            verify_basis.resize((m + 1) * n, 0.0);
         }
+    }
+    Ok(found.select(
+        params.which,
+        k,
+        n,
+        main.all_converged,
+        counts,
+        m,
+        params.want_vectors,
+    ))
+}
 
-        let ritz = sym_eig_projected(&projected, m)?;
-        let bounds: Vec<f64> = (0..m)
-            .map(|i| (beta_last * ritz.vectors[i * m + m - 1]).abs())
-            .collect();
-        expansion.scale = ritz
-            .values
+/// Operator products and restarts made so far (all runs).
+#[derive(Default)]
+struct Counts {
+    n_matvec: usize,
+    n_restarts: usize,
+}
+
+/// When a run of cycles stops.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// All wanted Ritz pairs have converged.
+    Converged,
+    /// A Ritz pair beyond the bounds has converged (returned), or the run is
+    /// confident there is none (nothing returned).
+    Beyond(Bounds),
+}
+
+/// The wanted region beyond the worst pair found, per end.
+#[derive(Clone, Copy, Debug)]
+struct Bounds {
+    /// Values above this (when given) would be wanted.
+    high: Option<f64>,
+    /// Values below this (when given) would be wanted.
+    low: Option<f64>,
+}
+
+impl Bounds {
+    /// The worst wanted value at each end `which` draws from; `None` for
+    /// smallest magnitude (an interior problem: nothing to verify cheaply).
+    fn of(values: &[f64], which: Which, k: usize) -> Option<Bounds> {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let picked: Vec<f64> = ranked(&sorted, which, k)
             .iter()
-            .fold(expansion.scale, |s, v| s.max(v.abs()));
-        let is_converged =
-            |i: usize| bounds[i] <= setup.tol * ritz.values[i].abs().max(setup.eps23);
-        let mut wanted = ranked(&ritz.values, params.which, k);
-        let n_converged = wanted.iter().filter(|&&i| is_converged(i)).count();
-        monitor.report("lanczos", n_converged, k);
-        // A cycle that ends in an invariant subspace has zero residuals, but
-        // eigenvalues outside that subspace (further copies of a multiple
-        // eigenvalue, say) are unseen: accept only once a further cycle, started
-        // from the fresh random direction, leaves the wanted values unchanged.
-        let mut wanted_values: Vec<f64> = wanted.iter().map(|&i| ritz.values[i]).collect();
-        wanted_values.sort_by(f64::total_cmp);
-        let stable = !ended_in_breakdown
-            || (previous_wanted.len() == k
-                && wanted_values
-                    .iter()
-                    .zip(&previous_wanted)
-                    .all(|(a, b)| (a - b).abs() <= setup.tol * a.abs().max(setup.eps23)));
-        previous_wanted = wanted_values;
-
-        if (n_converged == k && stable) || cycles >= setup.maxiter {
-            wanted.sort_unstable();
-            let mut values: Vec<f64> = wanted.iter().map(|&i| ritz.values[i]).collect();
-            let mut residuals: Vec<f64> = wanted.iter().map(|&i| bounds[i]).collect();
-            let converged: Vec<bool> = wanted.iter().map(|&i| is_converged(i)).collect();
-            let vectors = if params.want_vectors {
-                let coefficients = gather_columns(&ritz.vectors, m, &wanted);
-                combine_in_place(&mut basis, n, m, &coefficients, wanted.len());
-                let q = wanted.len();
-                (values, residuals) = rayleigh_ritz(op, &mut basis, n, q, monitor)?;
-                n_matvec += q;
-                basis
-            } else {
-                Vec::new()
-            };
-            return Ok(LanczosOutput {
-                values,
-                vectors,
-                residuals,
-                converged,
-                n_matvec,
-                n_restarts,
-                all_converged: n_converged == k,
-                ncv: m,
+            .map(|&i| sorted[i])
+            .collect();
+        let (lo, hi) = picked
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
             });
+        match which {
+            Which::LargestAlgebraic => Some(Bounds {
+                high: Some(lo),
+                low: None,
+            }),
+            Which::SmallestAlgebraic => Some(Bounds {
+                high: None,
+                low: Some(hi),
+            }),
+            Which::LargestMagnitude => {
+                let worst = picked.iter().fold(f64::INFINITY, |a, x| a.min(x.abs()));
+                Some(Bounds {
+                    high: Some(worst),
+                    low: Some(-worst),
+                })
+            }
+            Which::BothEnds => {
+                let high_count = k - k / 2;
+                let low_top = sorted[..k / 2].last().copied();
+                let high_bottom = sorted[sorted.len() - high_count..].first().copied();
+                Some(Bounds {
+                    high: high_bottom,
+                    low: low_top,
+                })
+            }
+            Which::SmallestMagnitude => None,
         }
+    }
 
-        let keep = ranked(&ritz.values, params.which, keep_count(k, n_converged, m));
-        let p = keep.len();
-        let coefficients = gather_columns(&ritz.vectors, m, &keep);
-        combine_in_place(&mut basis, n, m, &coefficients, p);
-        basis.copy_within(m * n..(m + 1) * n, p * n);
-        projected.fill(0.0);
-        for (q, &i) in keep.iter().enumerate() {
-            let coupling = beta_last * ritz.vectors[i * m + m - 1];
-            projected[q * m + q] = ritz.values[i];
-            projected[q * m + p] = coupling;
-            projected[p * m + q] = coupling;
-        }
-        expansion.restart(p, m);
-        start = p;
-        n_restarts += 1;
+    fn beyond(&self, x: f64) -> bool {
+        self.high.is_some_and(|h| x > h) || self.low.is_some_and(|l| x < l)
+    }
+
+    /// The Ritz interval `[x − r, x + r]` lies entirely on the unwanted side.
+    fn clear_of(&self, x: f64, r: f64) -> bool {
+        self.high.is_none_or(|h| x + r < h) && self.low.is_none_or(|l| x - r > l)
     }
 }
+
+/// The converged pairs, locked: orthonormal vectors (column-major).
+struct Found {
+    vectors: Vec<f64>,
+    values: Vec<f64>,
+    residuals: Vec<f64>,
+    converged: Vec<bool>,
+}
+
+impl Found {
+    /// The `k` wanted among the pairs found, ascending.
+    #[allow(clippy::too_many_arguments)]
+    fn select(
+        self,
+        which: Which,
+        k: usize,
+        n: usize,
+        all_converged: bool,
+        counts: Counts,
+        m: usize,
+        want_vectors: bool,
+    ) -> LanczosOutput {
+        let mut order: Vec<usize> = (0..self.values.len()).collect();
+        order.sort_by(|&a, &b| self.values[a].total_cmp(&self.values[b]));
+        let sorted: Vec<f64> = order.iter().map(|&i| self.values[i]).collect();
+        let mut picked: Vec<usize> = ranked(&sorted, which, k)
+            .iter()
+            .map(|&r| order[r])
+            .collect();
+        picked.sort_by(|&a, &b| self.values[a].total_cmp(&self.values[b]));
+        let vectors = if want_vectors {
+            picked
+                .iter()
+                .flat_map(|&i| self.vectors[i * n..(i + 1) * n].iter().copied())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        LanczosOutput {
+            values: picked.iter().map(|&i| self.values[i]).collect(),
+            vectors,
+            residuals: picked.iter().map(|&i| self.residuals[i]).collect(),
+            converged: picked.iter().map(|&i| self.converged[i]).collect(),
+            n_matvec: counts.n_matvec,
+            n_restarts: counts.n_restarts,
+            all_converged,
+            ncv: m,
+        }
+    }
+}
+
+/// What a run of cycles returns: its wanted Ritz pairs, ascending, their
+/// vectors in the first columns of the basis.
+struct Ritz {
+    values: Vec<f64>,
+    residuals: Vec<f64>,
+    converged: Vec<bool>,
+    all_converged: bool,
+}
+
+impl Ritz {
+    fn into_output(self, vectors: Vec<f64>, counts: Counts, m: usize) -> LanczosOutput {
+        LanczosOutput {
+            values: self.values,
+            vectors,
+            residuals: self.residuals,
+            converged: self.converged,
+            n_matvec: counts.n_matvec,
+            n_restarts: counts.n_restarts,
+            all_converged: self.all_converged,
+            ncv: m,
+        }
+    }
+}
+
+/// `w ← (I − X Xᵀ) w` for the locked orthonormal vectors `X` (column-major),
+/// classical Gram–Schmidt twice.
+fn project_out(locked: &[f64], n: usize, w: &mut [f64], scratch: &mut Scratch) {
+    let count = locked.len() / n;
+    if count == 0 {
+        return;
+    }
+    scratch.h.resize(count, 0.0);
+    let mut h = std::mem::take(&mut scratch.h);
+    sweep(locked, n, count, w, None, &mut scratch.partials, &mut h);
+    let mut again = vec![0.0; count];
+    sweep(
+        locked,
+        n,
+        count,
+        w,
+        Some(&h),
+        &mut scratch.partials,
+        &mut again,
+    );
+    subtract_columns(locked, n, 0, &again, w, &mut scratch.partials);
+    scratch.h = h;
+}
+
+/// Thick-restart cycles on `op` restricted to the complement of `locked`.
+struct Cycles<'a> {
+    op: &'a dyn SymOp,
+    setup: &'a Setup,
+    which: Which,
+    wanted: usize,
+    locked: &'a [f64],
+    stop: Stop,
+}
+
+impl Cycles<'_> {
+    /// Runs from the unit vector in `basis[..n]`; on return the wanted
+    /// Ritz vectors (ascending values) are the first columns of `basis`.
+    fn run(
+        &self,
+        basis: &mut [f64],
+        rng: &mut Xoshiro256PlusPlus,
+        counts: &mut Counts,
+        monitor: &dyn Monitor,
+    ) -> Result<Ritz> {
+        let (op, setup) = (self.op, self.setup);
+        let n = op.dim();
+        let m = setup.ncv;
+        let k = self.wanted;
+        let mut scratch = Scratch::default();
+        let mut expansion = Expansion::new(n, m, setup.threshold);
+        let mut projected = vec![0.0; m * m];
+        let mut start = 0;
+        let mut cycles = 0;
+        let mut previous_wanted: Vec<f64> = Vec::new();
+        loop {
+            cycles += 1;
+            let mut beta_last = 0.0;
+            let mut ended_in_breakdown = false;
+            for j in start..m {
+                let (v, rest) = basis.split_at_mut((j + 1) * n);
+                let w = &mut rest[..n];
+                op.apply(&v[j * n..], w)?;
+                counts.n_matvec += 1;
+                monitor.check()?;
+                project_out(self.locked, n, w, &mut scratch);
+                let step = if j == start {
+                    // The arrow: A v_p couples to every kept Ritz vector.
+                    expansion.arrow_step(v, n, j, w, &projected, m, &mut scratch)?
+                } else {
+                    expansion.recurrence_step(v, n, j, w, &projected, m, &mut scratch)?
+                };
+                projected[j * m + j] = step.alpha;
+                let beta = if j + 1 + self.locked.len() / n >= n {
+                    // The basis spans the whole space: A V = V T exactly.
+                    w.fill(0.0);
+                    0.0
+                } else if step.in_span {
+                    fresh_direction(v, n, j + 1, w, rng, &mut scratch)?;
+                    project_out(self.locked, n, w, &mut scratch);
+                    let norm = norm_squared(w).sqrt();
+                    scale(w, 1.0 / norm);
+                    expansion.omega.orthogonalized(j);
+                    ended_in_breakdown = j + 1 == m;
+                    0.0
+                } else {
+                    scale(w, 1.0 / step.beta);
+                    step.beta
+                };
+                expansion.omega.shift();
+                if j + 1 < m {
+                    projected[j * m + j + 1] = beta;
+                    projected[(j + 1) * m + j] = beta;
+                } else {
+                    beta_last = beta;
+                }
+            }
+
+            let ritz = sym_eig_projected(&projected, m)?;
+            let bounds: Vec<f64> = (0..m)
+                .map(|i| (beta_last * ritz.vectors[i * m + m - 1]).abs())
+                .collect();
+            expansion.scale = ritz
+                .values
+                .iter()
+                .fold(expansion.scale, |s, v| s.max(v.abs()));
+            let is_converged =
+                |i: usize| bounds[i] <= setup.tol * ritz.values[i].abs().max(setup.eps23);
+            let mut wanted = ranked(&ritz.values, self.which, k);
+            let n_converged = wanted.iter().filter(|&&i| is_converged(i)).count();
+            let out_of_cycles = cycles >= setup.maxiter;
+            let finished = match self.stop {
+                Stop::Converged => {
+                    monitor.report("lanczos", n_converged, k);
+                    // A cycle that ends in an invariant subspace has zero
+                    // residuals, but eigenvalues outside it are unseen: accept
+                    // only once a further cycle, started from the fresh random
+                    // direction, leaves the wanted values unchanged.
+                    let mut wanted_values: Vec<f64> =
+                        wanted.iter().map(|&i| ritz.values[i]).collect();
+                    wanted_values.sort_by(f64::total_cmp);
+                    let stable = !ended_in_breakdown
+                        || (previous_wanted.len() == k
+                            && wanted_values.iter().zip(&previous_wanted).all(|(a, b)| {
+                                (a - b).abs() <= setup.tol * a.abs().max(setup.eps23)
+                            }));
+                    previous_wanted = wanted_values;
+                    (n_converged == k && stable) || out_of_cycles
+                }
+                Stop::Beyond(limits) => {
+                    // A converged pair beyond the worst found is a miss:
+                    // return it. None is confidently there once every wanted
+                    // Ritz interval lies on the unwanted side, or after a few
+                    // cycles show nothing approaching.
+                    let miss = wanted
+                        .iter()
+                        .copied()
+                        .find(|&i| limits.beyond(ritz.values[i]) && is_converged(i));
+                    if let Some(i) = miss {
+                        wanted = vec![i];
+                        true
+                    } else {
+                        let clear = wanted
+                            .iter()
+                            .all(|&i| limits.clear_of(ritz.values[i], bounds[i]));
+                        let approaching = wanted.iter().any(|&i| limits.beyond(ritz.values[i]))
+                            || wanted.iter().any(|&i| {
+                                !limits.clear_of(ritz.values[i], bounds[i])
+                                    && cycles < VERIFY_CYCLES
+                            });
+                        if clear || !approaching || out_of_cycles {
+                            wanted.clear();
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                }
+            };
+            if finished {
+                wanted.sort_by(|&a, &b| ritz.values[a].total_cmp(&ritz.values[b]));
+                let coefficients = gather_columns(&ritz.vectors, m, &wanted);
+                combine_in_place(basis, n, m, &coefficients, wanted.len());
+                return Ok(Ritz {
+                    values: wanted.iter().map(|&i| ritz.values[i]).collect(),
+                    residuals: wanted.iter().map(|&i| bounds[i]).collect(),
+                    converged: wanted.iter().map(|&i| is_converged(i)).collect(),
+                    all_converged: n_converged == k,
+                });
+            }
+
+            let keep = ranked(&ritz.values, self.which, keep_count(k, n_converged, m));
+            let p = keep.len();
+            let coefficients = gather_columns(&ritz.vectors, m, &keep);
+            combine_in_place(basis, n, m, &coefficients, p);
+            basis.copy_within(m * n..(m + 1) * n, p * n);
+            projected.fill(0.0);
+            for (q, &i) in keep.iter().enumerate() {
+                let coupling = beta_last * ritz.vectors[i * m + m - 1];
+                projected[q * m + q] = ritz.values[i];
+                projected[q * m + p] = coupling;
+                projected[p * m + q] = coupling;
+            }
+            expansion.restart(p, m);
+            start = p;
+            counts.n_restarts += 1;
+        }
+    }
+}
+
+/// Cycles a verification run goes on while a Ritz value is still within
+/// reach of the wanted region without having crossed into it.
+const VERIFY_CYCLES: usize = 3;
 
 /// The eigen-decomposition of the projected matrix `T` (column-major `m x m`).
 fn sym_eig_projected(projected: &[f64], m: usize) -> Result<crate::core::krylov::tridiag::SymEig> {
@@ -349,6 +659,9 @@ struct Setup {
     /// η = 1.2e-7 left 1.5e-7 on a norm-10 matrix); η below tol keeps them
     /// within it.
     threshold: f64,
+    /// Whether converged pairs are locked and the search goes on for missed
+    /// copies (every `which` but smallest magnitude).
+    verify: bool,
 }
 
 impl Setup {
@@ -411,6 +724,7 @@ impl Setup {
             tol,
             eps23: eps.powf(2.0 / 3.0),
             threshold: (0.1 * tol).clamp(16.0 * eps, eps.sqrt()),
+            verify: params.which != Which::SmallestMagnitude,
         })
     }
 }
