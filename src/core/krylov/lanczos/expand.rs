@@ -59,12 +59,15 @@ pub(super) struct Expansion {
 }
 
 impl Expansion {
-    pub(super) fn new(n: usize, m: usize, threshold: f64) -> Self {
+    /// `precision`: the operator's relative accuracy
+    /// ([`SymOp::relative_precision`](crate::core::op::SymOp::relative_precision)),
+    /// the unit of the estimate's rounding term.
+    pub(super) fn new(n: usize, m: usize, precision: f64, threshold: f64) -> Self {
         Expansion {
             omega: OrthogonalityEstimate::with_threshold(
                 n,
                 m,
-                f64::EPSILON,
+                precision,
                 f64::EPSILON / 2.0,
                 threshold,
             ),

@@ -245,13 +245,24 @@ pub fn lanczos(
             let mut scratch = Scratch::default();
             project_out(&found.vectors, n, &mut verify_basis[..n], &mut scratch);
             let norm = norm_squared(&verify_basis[..n]).sqrt();
-            if norm == 0.0 || found.values.len() + 1 >= n {
+            // The deflated space must hold a basis of a few vectors.
+            let room = n - found.values.len();
+            let wanted = if bounds.low.is_some() && bounds.high.is_some() {
+                2
+            } else {
+                1
+            };
+            if norm == 0.0 || room < wanted + 2 {
                 break;
             }
             scale(&mut verify_basis[..n], 1.0 / norm);
+            let small = Setup {
+                ncv: m.min(room - 1),
+                ..setup
+            };
             let extra = Cycles {
                 op,
-                setup: &setup,
+                setup: &small,
                 which: params.which,
                 wanted: if bounds.low.is_some() && bounds.high.is_some() {
                     2
@@ -496,7 +507,7 @@ impl Cycles<'_> {
         let m = setup.ncv;
         let k = self.wanted;
         let mut scratch = Scratch::default();
-        let mut expansion = Expansion::new(n, m, setup.threshold);
+        let mut expansion = Expansion::new(n, m, op.relative_precision(), setup.threshold);
         let mut projected = vec![0.0; m * m];
         let mut start = 0;
         let mut cycles = 0;
@@ -646,6 +657,7 @@ fn sym_eig_projected(projected: &[f64], m: usize) -> Result<crate::core::krylov:
 }
 
 /// Validated parameters with defaults filled in.
+#[derive(Clone, Copy)]
 struct Setup {
     ncv: usize,
     maxiter: usize,
