@@ -1,6 +1,6 @@
 //! Krylov machinery and the solvers built on it.
 //!
-//! - [`basis`]: Gram–Schmidt sweeps over a column-major basis (projections,
+//! - `basis`: Gram–Schmidt sweeps over a column-major basis (projections,
 //!   updates, both fused), deterministic for any thread count.
 //! - [`orthogonality`](self): Simon's estimate of the loss of orthogonality,
 //!   shared by Lanczos and SLQ.

@@ -22,7 +22,7 @@
 //!   banded matrix (stencils, ordered meshes) that buffer is one bandwidth
 //!   long and stays in L2; on a matrix whose entries reach everywhere the
 //!   schedule falls back to one part per thread, bounding the buffers by
-//!   `(threads − 1)·n` (see [`Schedule::build`]).
+//!   `(threads − 1)·n` (see `Schedule::build`).
 //! - Scatters into a part's own rows go straight into `y`. Rows are zeroed just
 //!   ahead of the first scatter that can reach them (a precomputed reach per
 //!   block of rows), so `y` is written once, while it is in cache, as a plain

@@ -6,56 +6,57 @@
 //! case it is the thick-restart Lanczos of Wu & Simon 2000, "TRLan")
 //!
 //! ```text
-//!     A V_m = V_m T_m + β_m v_{m+1} e_mᵀ,      V_{m+1}ᵀ V_{m+1} = I,
+//!     A V_m = V_m T_m + β_m v_{m+1} e_mᵀ,      V_{m+1}ᵀ V_{m+1} ≈ I,
 //! ```
 //!
 //! where `T_m` is tridiagonal except for an "arrow": after a restart its
 //! leading `p x p` block is `diag(θ_1..θ_p)` and its row/column `p+1` couples
 //! the kept Ritz vectors to the continuation vector with `β_m s_i`.
 //!
-//! * **Expansion.** `w = A v_j`, then full reorthogonalization by blocked
-//!   classical Gram–Schmidt. A first sweep over the basis gives `h = V_jᵀ w`
-//!   and `‖w‖²`. In exact arithmetic only the columns the recurrence couples
-//!   to `w` (`v_{j-1}, v_j`; all kept vectors on the first step after a
-//!   restart) have nonzero `h_i`; when the others are measured to be below
-//!   `ORTHOGONALITY_TOLERANCE · ‖w − V h‖`, which is the bound a
-//!   reorthogonalized vector must meet anyway, only those two columns are
-//!   subtracted, so such a step reads the basis once instead of twice (about
-//!   half the steps on Laplacians and random sparse matrices). Otherwise
-//!   `w -= V_j h` is fused in one sweep per row chunk with the *next*
-//!   projection `V_jᵀ w` and `‖w‖²`. That second projection measures the loss
-//!   of orthogonality of `w` directly; only when it exceeds
-//!   `ORTHOGONALITY_TOLERANCE · ‖w‖` is it applied as a second Gram–Schmidt
-//!   pass (the "twice is enough" refinement of Daniel, Gragg, Kaufman &
-//!   Stewart 1976, but triggered by the measured loss rather than by the
-//!   norm-drop proxy `‖w_new‖ < ‖w_old‖/√2`, which fires on nearly every step
-//!   of a Laplacian and would cost a third sweep over the basis).
-//!   `α_j = h_j`, `β_j = ‖w‖`, `v_{j+1} = w / β_j`.
+//! * **Expansion** (`expand.rs`). `w = A v_j`; the first step of a cycle
+//!   subtracts the arrow's known couplings to the kept Ritz vectors and
+//!   measures `Vᵀ w` in the same pass; later steps run the three-term
+//!   recurrence in two fused passes. The basis is kept *semi-orthogonal* by
+//!   partial reorthogonalisation (Simon 1984): the loss of orthogonality is
+//!   estimated from `T` (the estimate shared with SLQ,
+//!   `krylov::orthogonality`), and only when it nears the threshold η is
+//!   `Vᵀ w` measured, against the columns the estimate blames (the converged
+//!   kept Ritz vectors, where Paige's theory says the loss goes: selective
+//!   orthogonalisation) or, periodically, all of them, and removed from the
+//!   columns that carry it. η is tied to `tol` (`tol/10` within
+//!   `[16ε, √ε]`): corrections subtract columns `T` does not record, so Ritz
+//!   vectors carry residuals of about `η‖A‖` beyond `|β_m s_{m,i}|`.
+//!   `α_j`, `β_j = ‖w‖`, `v_{j+1} = w / β_j`.
 //! * **Breakdown.** When `w` is numerically in `span(V_j)` (β_j tiny against
-//!   `‖A v_j‖`, or still not orthogonal after two passes), an invariant
-//!   subspace was found: the coupling is set to `β_j = 0` and the basis
-//!   continues with a fresh random vector orthogonalized against `V_j`. When
-//!   the basis spans the whole space (`j = n`), `β = 0` and the Ritz pairs are
-//!   exact.
-//! * **Restart.** When `m = ncv` vectors are built, `T_m = Y Θ Yᵀ` (dense, via
-//!   `tridiag::sym_eig`); the `p` most wanted Ritz vectors are kept,
-//!   `V_p ← V_m Y_p` (in place, a faer GEMM per row chunk), `v_{p+1} ← v_{m+1}`,
-//!   and `T_p` becomes `diag(Θ_p)` with the arrow `β_m Y_{m,1..p}`. The
-//!   number kept, `p`, follows ARPACK's adaptive rule plus a quarter of the
-//!   spare basis (see `keep_count`).
+//!   `‖A v_j‖`), an invariant subspace was found: the coupling is set to
+//!   `β_j = 0` and the basis continues with a fresh random vector
+//!   orthogonalized against `V_j`. When the basis spans the whole space,
+//!   `β = 0` and the Ritz pairs are exact.
+//! * **Restart** (`restart.rs`). When `m = ncv` vectors are built,
+//!   `T_m = Y Θ Yᵀ` (dense, via `tridiag::sym_eig`); the `p` most wanted
+//!   Ritz vectors are kept, `V_p ← V_m Y_p` (in place, a faer GEMM per row
+//!   chunk), `v_{p+1} ← v_{m+1}`, and `T_p` becomes `diag(Θ_p)` with the
+//!   arrow `β_m Y_{m,1..p}`. The number kept, `p`, follows ARPACK's adaptive
+//!   rule plus a quarter of the spare basis (see `keep_count`).
 //! * **Convergence** (ARPACK's `dsconv` rule): Ritz pair `i` has converged when
 //!   `|β_m y_{m,i}| ≤ tol · max(ε^(2/3), |θ_i|)`, with `tol = ε` when the caller
-//!   passes 0. `|β_m y_{m,i}| = ‖A x_i − θ_i x_i‖` exactly in exact arithmetic,
-//!   and to rounding with full reorthogonalization, so it is also the residual
-//!   reported for each pair (no extra operator products).
-//!
-//! Converged wanted pairs are never lost: they are always among the kept
-//! vectors, and the returned pairs are the Ritz pairs of the final `T_m`.
-//! Like every Krylov method started from one vector (ARPACK included), an
-//! eigenvalue of multiplicity > 1 is found with all its copies only through
-//! breakdowns (fresh random vectors) or rounding. A cycle that ends in a
-//! breakdown has zero residuals everywhere, so convergence is then accepted
-//! only after one more cycle leaves the wanted values unchanged.
+//!   passes 0.
+//! * **Locking** (multiplicities). A Krylov space of one vector holds one
+//!   direction per eigenspace, so copies of a repeated eigenvalue appear only
+//!   through rounding, and a solver that stops when k Ritz values converge
+//!   (ARPACK) returns k values that are not the k extreme ones. Once the k
+//!   wanted pairs have converged they are locked, and the search goes on from
+//!   a fresh random vector in their orthogonal complement (one Gram–Schmidt
+//!   pass against the locked vectors per product): a pair beyond the worst
+//!   wanted one that converges there was missed and is added (and the search
+//!   repeats); the search ends when every wanted Ritz interval of the
+//!   deflated run lies on the unwanted side, or after a few cycles without a
+//!   Ritz value nearing the wanted region. Not done for smallest magnitude
+//!   (interior).
+//! * **Final Rayleigh–Ritz** (`finish.rs`). The returned vectors are made
+//!   orthonormal (Cholesky QR), `Xᵀ A X` is diagonalised (one product per
+//!   vector) and the reported residuals `‖A x − θ x‖` are measured, not
+//!   estimated.
 //!
 //! # Determinism
 //!
@@ -76,6 +77,10 @@
 //!   eigenvalue problems", SIAM J. Matrix Anal. Appl. 22(2), 2000.
 //! * G. W. Stewart, "A Krylov–Schur algorithm for large eigenproblems",
 //!   SIAM J. Matrix Anal. Appl. 23(3), 2001.
+//! * H. Simon, "The Lanczos algorithm with partial reorthogonalization",
+//!   Math. Comp. 42, 1984.
+//! * B. Parlett, D. Scott, "The Lanczos algorithm with selective
+//!   orthogonalization", Math. Comp. 33, 1979.
 //! * R. Lehoucq, D. Sorensen, C. Yang, "ARPACK Users' Guide", SIAM 1998
 //!   (parameter semantics and the convergence rule).
 //! * J. Daniel, W. Gragg, L. Kaufman, G. W. Stewart, "Reorthogonalization and
