@@ -42,6 +42,28 @@ pub(super) struct Step {
     pub(super) in_span: bool,
 }
 
+/// `Err(NonFinite)` when the product `w` (whose squared norm after the first
+/// pass is `norm2`) holds NaN or Inf.
+fn finite_product(norm2: f64, w: &[f64]) -> Result<()> {
+    if norm2.is_finite() {
+        return Ok(());
+    }
+    Err(Error::NonFinite {
+        what: "operator output A @ v".to_string(),
+        index: first_non_finite(w).unwrap_or(0),
+    })
+}
+
+/// The basis built so far (column-major, `n` rows) and the projected
+/// matrix `T` (column-major `m x m`) a step reads.
+#[derive(Clone, Copy)]
+pub(super) struct Krylov<'a> {
+    pub(super) v: &'a [f64],
+    pub(super) n: usize,
+    pub(super) projected: &'a [f64],
+    pub(super) m: usize,
+}
+
 /// The state partial reorthogonalisation carries from step to step.
 pub(super) struct Expansion {
     pub(super) omega: OrthogonalityEstimate,
@@ -95,17 +117,14 @@ impl Expansion {
     /// against the kept vectors for free); a second removes `α_p v_p`; the
     /// measured loss is removed too if it matters. On the first cycle (no
     /// kept vectors) this is an ordinary first step.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn arrow_step(
         &mut self,
-        v: &[f64],
-        n: usize,
+        krylov: Krylov<'_>,
         j: usize,
         w: &mut [f64],
-        projected: &[f64],
-        m: usize,
         scratch: &mut Scratch,
     ) -> Result<Step> {
+        let Krylov { v, n, projected, m } = krylov;
         let Scratch {
             partials,
             h,
@@ -117,12 +136,7 @@ impl Expansion {
         coeffs.extend((0..=j).map(|i| if i < j { projected[j * m + i] } else { 0.0 }));
         h.resize(j + 1, 0.0);
         let input2 = sweep(v, n, j + 1, w, Some(coeffs), partials, h);
-        if !input2.is_finite() {
-            return Err(Error::NonFinite {
-                what: "operator output A @ v".to_string(),
-                index: first_non_finite(w).unwrap_or(0),
-            });
-        }
+        finite_product(input2, w)?;
         let coupled2: f64 = coeffs.iter().map(|c| c * c).sum();
         let input_norm = (input2 + coupled2).sqrt();
         let mut alpha = h[j];
@@ -155,17 +169,14 @@ impl Expansion {
 
     /// A step `j > p` of the three-term recurrence with partial
     /// reorthogonalisation. `projected` is `T` so far (column-major `m x m`).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn recurrence_step(
         &mut self,
-        v: &[f64],
-        n: usize,
+        krylov: Krylov<'_>,
         j: usize,
         w: &mut [f64],
-        projected: &[f64],
-        m: usize,
         scratch: &mut Scratch,
     ) -> Result<Step> {
+        let Krylov { v, n, projected, m } = krylov;
         let beta_previous = projected[(j - 1) * m + j];
         // Paige's ordering: remove β_{j−1} v_{j−1} before measuring α_j.
         let local = &v[(j - 1) * n..(j + 1) * n];
@@ -178,12 +189,7 @@ impl Expansion {
             &mut scratch.partials,
             &mut self.pair,
         );
-        if !input2.is_finite() {
-            return Err(Error::NonFinite {
-                what: "operator output A @ v".to_string(),
-                index: first_non_finite(w).unwrap_or(0),
-            });
-        }
+        finite_product(input2, w)?;
         let mut alpha = self.pair[1];
         let norm2 = subtract_columns(&v[j * n..], n, 0, &[alpha], w, &mut scratch.partials);
         let mut beta = norm2.sqrt();

@@ -95,7 +95,7 @@ mod expand;
 mod finish;
 mod restart;
 
-use expand::{fill_random, fresh_direction, norm_squared, scale, Expansion, Scratch};
+use expand::{fill_random, fresh_direction, norm_squared, scale, Expansion, Krylov, Scratch};
 use finish::rayleigh_ritz;
 use restart::{combine_in_place, gather_columns, keep_count, ranked};
 
@@ -528,11 +528,17 @@ impl Cycles<'_> {
                 counts.n_matvec += 1;
                 monitor.check()?;
                 project_out(self.locked, n, w, &mut scratch);
+                let krylov = Krylov {
+                    v,
+                    n,
+                    projected: &projected,
+                    m,
+                };
                 let step = if j == start {
                     // The arrow: A v_p couples to every kept Ritz vector.
-                    expansion.arrow_step(v, n, j, w, &projected, m, &mut scratch)?
+                    expansion.arrow_step(krylov, j, w, &mut scratch)?
                 } else {
-                    expansion.recurrence_step(v, n, j, w, &projected, m, &mut scratch)?
+                    expansion.recurrence_step(krylov, j, w, &mut scratch)?
                 };
                 projected[j * m + j] = step.alpha;
                 let beta = if j + 1 + self.locked.len() / n >= n {
