@@ -61,7 +61,7 @@ def main(path: str) -> None:
                 details.append(f"{es['GB/s']:.1f} vs {eh['GB/s']:.1f} GB/s")
             storage = "upper" if impl == "hessx_upper" else "full"
             if "n_matvec" in es:
-                storage = "upper"
+                storage = eh.get("storage", "auto")
             print(
                 f"| {group} | {storage} | {fmt(ts)} | {fmt(th)} | {ts / th:.2f}x | "
                 f"{'; '.join(details)} |"

@@ -284,9 +284,20 @@ def test_upper_storage_products_are_reproducible_for_a_thread_count():
         hessx.set_num_threads(before)
 
 
+def test_auto_storage_keeps_the_triangle_only_for_banded_matrices(rng):
+    banded = hessx.CsrOperator(laplacian_3d(40), storage="auto")
+    assert banded.storage == "upper"
+    R = random_symmetric(200_000, 16, rng=rng)
+    scattered = hessx.CsrOperator(R, storage="auto")
+    assert scattered.storage == "full"
+    assert np.shares_memory(scattered.matrix.data, R.data)
+    x = rng.standard_normal(R.shape[0])
+    np.testing.assert_allclose(scattered @ x, R @ x, rtol=1e-12, atol=1e-12)
+
+
 def test_upper_storage_errors_name_the_argument():
     A = laplacian_3d(3)
-    with pytest.raises(ValueError, match="storage must be 'full' or 'upper'"):
+    with pytest.raises(ValueError, match="storage must be 'full', 'upper' or 'auto'"):
         hessx.CsrOperator(A, storage="lower")
     with pytest.raises(TypeError, match="storage must be a str"):
         hessx.CsrOperator(A, storage=1)

@@ -229,6 +229,11 @@ impl UpperArrays {
         with_upper!(self, |u| u.nbytes())
     }
 
+    /// Entries near the diagonal: the symmetric product beats full storage.
+    pub fn is_local(&self) -> bool {
+        with_upper!(self, |u| u.is_local())
+    }
+
     /// The triangle as SciPy CSR arrays (indptr, indices, data), copies.
     pub fn to_arrays<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
         with_upper!(self, |u| {

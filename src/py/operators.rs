@@ -242,7 +242,9 @@ impl RustOperator {
 
     /// A CSR matrix from its three arrays: borrowed as they are
     /// (`storage="full"`), or converted once to its upper triangle
-    /// (`storage="upper"`, owned by Rust; the arrays are not kept).
+    /// (`storage="upper"`, owned by Rust; the arrays are not kept), or
+    /// whichever multiplies faster (`storage="auto"`: the triangle when its
+    /// entries stay near the diagonal).
     #[staticmethod]
     #[pyo3(signature = (n, indptr, indices, data, check_symmetric, storage="full"))]
     fn csr(
@@ -271,13 +273,32 @@ impl RustOperator {
                 data,
                 check_symmetric,
             )?),
+            "auto" => {
+                let upper = UpperArrays::new(py, n, indptr, indices, data, check_symmetric)?;
+                if upper.is_local() {
+                    OpKind::Upper(upper)
+                } else {
+                    // Symmetry was checked on the way to the triangle.
+                    OpKind::Csr(CsrArrays::new(py, n, indptr, indices, data, false)?)
+                }
+            }
             other => {
                 return Err(PyValueError::new_err(format!(
-                    "storage must be 'full' or 'upper', got {other:?}"
+                    "storage must be 'full', 'upper' or 'auto', got {other:?}"
                 )))
             }
         };
         Ok(RustOperator::new(kind, n))
+    }
+
+    /// "full" or "upper" for sparse operators (what "auto" chose), else None.
+    #[getter]
+    fn storage(&self) -> Option<&'static str> {
+        match &self.kind {
+            OpKind::Csr(_) => Some("full"),
+            OpKind::Upper(_) => Some("upper"),
+            _ => None,
+        }
     }
 
     /// Bytes of matrix storage one product reads (sparse operators), else None.

@@ -73,6 +73,7 @@ fn banded_matrices_get_many_parts_and_scattered_ones_one_per_thread() {
     let pool = pool(2);
     let upper = pool.install(|| UpperCsr::from_csr(&a));
     assert!(upper.n_parts() > 2, "{} parts", upper.n_parts());
+    assert!(upper.is_local());
     assert!(
         upper.diagonal.is_some(),
         "a full diagonal is stored densely"
