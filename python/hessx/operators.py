@@ -161,7 +161,7 @@ class CsrOperator(HessxOperator):
             bool(check_symmetric),
             storage,
         )
-        self.storage: str = rust.storage
+        self.storage: str = str(rust.storage)
         self._full = csr if self.storage == "full" else None
         super().__init__(rust, data.dtype)
 
