@@ -35,7 +35,7 @@ def main(path: str) -> None:
         if "scipy" not in impls:
             continue
         ts, es = impls["scipy"]
-        for impl in ("hessx", "hessx_upper"):
+        for impl in ("hessx", "hessx_upper", "hessx_nocheck"):
             if impl not in impls:
                 continue
             th, eh = impls[impl]
@@ -62,6 +62,8 @@ def main(path: str) -> None:
             storage = "upper" if impl == "hessx_upper" else "full"
             if "n_matvec" in es:
                 storage = eh.get("storage", "auto")
+                if impl == "hessx_nocheck":
+                    storage += ", no multiplicity check"
             print(
                 f"| {group} | {storage} | {fmt(ts)} | {fmt(th)} | {ts / th:.2f}x | "
                 f"{'; '.join(details)} |"

@@ -67,6 +67,7 @@ def lanczos_solve(
     seed: int,
     want_vectors: bool,
     progress: bool,
+    check_multiplicities: bool = True,
 ) -> dict[str, Any]: ...
 
 @final

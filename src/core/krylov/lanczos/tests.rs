@@ -1054,4 +1054,19 @@ fn isotropic_laplacian_multiplicities_are_all_found() {
             );
         }
     }
+    // Without locking the same run returns six converged pairs that are not
+    // the six largest (one per eigenspace), as ARPACK does.
+    let mut p = params(6, Which::LargestAlgebraic, 1e-8);
+    p.check_multiplicities = false;
+    let out = lanczos(&op, &p, &Silent).unwrap();
+    assert!(out.all_converged);
+    let expected = select(&spectrum, Which::LargestAlgebraic, 6);
+    assert!(
+        out.values
+            .iter()
+            .zip(&expected)
+            .any(|(a, b)| (a - b).abs() > 1e-6),
+        "{:?}",
+        out.values
+    );
 }
