@@ -147,7 +147,7 @@ pub struct LanczosParams {
     /// Basis size, `k < ncv <= n`; default `min(n, max(2k + 1, 20))`.
     pub ncv: Option<usize>,
     /// Maximum number of restart cycles (each cycle fills the basis and tests
-    /// convergence once); default `10 n`.
+    /// convergence once), the multiplicity search included; default `10 n`.
     pub maxiter: Option<usize>,
     /// Relative accuracy of the Ritz pairs; 0 means machine precision.
     pub tol: f64,
@@ -247,7 +247,12 @@ pub fn lanczos(
         // from a fresh random vector for anything the wanted set missed
         // (further copies of a multiple eigenvalue, above all).
         let mut verify_basis = vec![0.0; (m + 1) * n];
+        // The search shares `maxiter` with the main run.
+        let mut cycles_left = setup.maxiter.saturating_sub(main.cycles);
         for _ in 0..k {
+            if cycles_left == 0 {
+                break;
+            }
             let Some(bounds) = Bounds::of(&found.values, params.which, k) else {
                 break;
             };
@@ -268,6 +273,7 @@ pub fn lanczos(
             scale(&mut verify_basis[..n], 1.0 / norm);
             let small = Setup {
                 ncv: m.min(room - 1),
+                maxiter: cycles_left,
                 ..setup
             };
             let extra = Cycles {
@@ -280,6 +286,7 @@ pub fn lanczos(
                 stop: Stop::Beyond(bounds),
             }
             .run(&mut verify_basis, &mut rng, &mut counts, monitor)?;
+            cycles_left = cycles_left.saturating_sub(extra.cycles);
             if extra.values.is_empty() {
                 break;
             }
@@ -449,6 +456,8 @@ impl Found {
 /// What a run of cycles returns: its wanted Ritz pairs, ascending, their
 /// vectors in the first columns of the basis.
 struct Ritz {
+    /// Cycles the run made (restarts + 1).
+    cycles: usize,
     values: Vec<f64>,
     residuals: Vec<f64>,
     converged: Vec<bool>,
@@ -663,6 +672,7 @@ impl Cycles<'_> {
                 let coefficients = gather_columns(&ritz.vectors, m, &wanted);
                 combine_in_place(basis, n, m, &coefficients, wanted.len());
                 return Ok(Ritz {
+                    cycles,
                     values: wanted.iter().map(|&i| ritz.values[i]).collect(),
                     residuals: wanted.iter().map(|&i| bounds[i]).collect(),
                     converged: wanted.iter().map(|&i| is_converged(i)).collect(),
