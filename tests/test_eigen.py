@@ -214,3 +214,17 @@ def test_anisotropic_shifted_laplacian_simple_eigenvalues_at_tol_zero():
         # Returned vectors orthonormal to rounding and residuals at tol.
         np.testing.assert_allclose(v.T @ v, np.eye(6), atol=1e-12)
         check_pairs(A.toarray(), w, v, 1e-12)
+
+
+def test_check_multiplicities_is_a_bool_and_can_be_switched_off():
+    A = laplacian_3d(8)
+    with pytest.raises(TypeError, match="check_multiplicities must be a bool"):
+        hessx.eigsh(A, k=2, check_multiplicities="yes")
+    exact = laplacian_3d_eigenvalues(8)
+    w = hessx.eigsh(A, k=4, which="LA", rng=0, return_eigenvectors=False)
+    np.testing.assert_allclose(w, exact[-4:], rtol=1e-10)
+    # Without the search the run may stop at one pair per eigenspace, but
+    # what it returns are eigenvalues.
+    res = hessx.lanczos(A, k=4, which="LA", rng=0, check_multiplicities=False)
+    assert res.all_converged
+    assert all(np.min(np.abs(exact - x)) < 1e-8 for x in res.eigenvalues)

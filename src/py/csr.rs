@@ -108,16 +108,23 @@ impl Buffers {
     }
 }
 
+/// SciPy's CSR arrays of an `n x n` matrix as Python handed them over,
+/// with whether to check symmetry.
+#[derive(Clone, Copy)]
+pub struct CsrInput<'a, 'py> {
+    pub n: usize,
+    pub indptr: &'a Bound<'py, PyAny>,
+    pub indices: &'a Bound<'py, PyAny>,
+    pub data: &'a Bound<'py, PyAny>,
+    pub check_symmetric: bool,
+}
+
 impl CsrArrays {
-    pub fn new(
-        py: Python<'_>,
-        n: usize,
-        indptr: &Bound<'_, PyAny>,
-        indices: &Bound<'_, PyAny>,
-        data: &Bound<'_, PyAny>,
-        check_symmetric: bool,
-    ) -> PyResult<Self> {
-        let buffers = Buffers::new(indptr, indices, data)?;
+    pub fn new(py: Python<'_>, input: CsrInput<'_, '_>) -> PyResult<Self> {
+        let CsrInput {
+            n, check_symmetric, ..
+        } = input;
+        let buffers = Buffers::new(input.indptr, input.indices, input.data)?;
         let rtol = buffers.symmetry_rtol();
         let layout = with_csr!(py, n, &buffers, None, |csr| {
             py.detach(|| {
@@ -198,15 +205,11 @@ macro_rules! with_upper {
 impl UpperArrays {
     /// Validates SciPy's full CSR arrays as `CsrArrays::new` does (structure,
     /// finiteness, symmetry when asked), then keeps only the upper triangle.
-    pub fn new(
-        py: Python<'_>,
-        n: usize,
-        indptr: &Bound<'_, PyAny>,
-        indices: &Bound<'_, PyAny>,
-        data: &Bound<'_, PyAny>,
-        check_symmetric: bool,
-    ) -> PyResult<Self> {
-        let buffers = Buffers::new(indptr, indices, data)?;
+    pub fn new(py: Python<'_>, input: CsrInput<'_, '_>) -> PyResult<Self> {
+        let CsrInput {
+            n, check_symmetric, ..
+        } = input;
+        let buffers = Buffers::new(input.indptr, input.indices, input.data)?;
         let rtol = buffers.symmetry_rtol();
         Ok(with_csr!(py, n, &buffers, None, |csr| {
             py.detach(|| {

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use crate::core::error::{Error, Result};
 use crate::core::op::SymOp;
 
-use super::csr::{CsrArrays, UpperArrays};
+use super::csr::{CsrArrays, CsrInput, UpperArrays};
 use super::dense::DenseArrays;
 use super::monitor::{run_detached, CallingThread, Driver, PyMonitor};
 
@@ -256,30 +256,27 @@ impl RustOperator {
         check_symmetric: bool,
         storage: &str,
     ) -> PyResult<Self> {
+        let input = CsrInput {
+            n,
+            indptr,
+            indices,
+            data,
+            check_symmetric,
+        };
         let kind = match storage {
-            "full" => OpKind::Csr(CsrArrays::new(
-                py,
-                n,
-                indptr,
-                indices,
-                data,
-                check_symmetric,
-            )?),
-            "upper" => OpKind::Upper(UpperArrays::new(
-                py,
-                n,
-                indptr,
-                indices,
-                data,
-                check_symmetric,
-            )?),
+            "full" => OpKind::Csr(CsrArrays::new(py, input)?),
+            "upper" => OpKind::Upper(UpperArrays::new(py, input)?),
             "auto" => {
-                let upper = UpperArrays::new(py, n, indptr, indices, data, check_symmetric)?;
+                let upper = UpperArrays::new(py, input)?;
                 if upper.is_local() {
                     OpKind::Upper(upper)
                 } else {
                     // Symmetry was checked on the way to the triangle.
-                    OpKind::Csr(CsrArrays::new(py, n, indptr, indices, data, false)?)
+                    let unchecked = CsrInput {
+                        check_symmetric: false,
+                        ..input
+                    };
+                    OpKind::Csr(CsrArrays::new(py, unchecked)?)
                 }
             }
             other => {
