@@ -184,3 +184,47 @@ def test_progress_bar_on_stderr(capfd):
     assert "lanczos" in err and "3/3" in err
     hessx.eigsh(laplacian_3d(10), k=3, which="LA", rng=0)
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("storage", ["full", "upper"])
+@pytest.mark.parametrize("which", ["LA", "SA", "BE"])
+def test_isotropic_laplacian_returns_every_copy(which, storage):
+    # 12^3 isotropic Laplacian: its extreme eigenvalues repeat (multiplicity 1,
+    # 3, 3, 3, 6, ... from permuted 1D indices). One Krylov space holds one
+    # direction per eigenspace, so the copies need locking and a deflated
+    # restart (ARPACK misses them).
+    m = 12
+    A = laplacian_3d(m)
+    exact = laplacian_3d_eigenvalues(m)
+    assert np.sum(np.isclose(exact, exact[-2])) == 3
+    op = hessx.CsrOperator(A, storage=storage)
+    for tol in (1e-8, 0):
+        w, v = hessx.eigsh(op, k=6, which=which, tol=tol, rng=5)
+        np.testing.assert_allclose(w, expected(exact, 6, which), rtol=1e-8, atol=1e-8)
+        check_pairs(A.toarray(), w, v, 1e-7)
+
+
+def test_anisotropic_shifted_laplacian_simple_eigenvalues_at_tol_zero():
+    m, weights, shift = 11, (1.0, 1.21, 0.83), 2.2
+    A = laplacian_3d(m, weights=weights, shift=shift)
+    exact = laplacian_3d_eigenvalues(m, weights=weights, shift=shift)
+    for which in ("LA", "SA", "BE", "LM"):
+        w, v = hessx.eigsh(A, k=6, which=which, tol=0, rng=1)
+        np.testing.assert_allclose(w, expected(exact, 6, which), rtol=1e-12, atol=1e-12)
+        # Returned vectors orthonormal to rounding and residuals at tol.
+        np.testing.assert_allclose(v.T @ v, np.eye(6), atol=1e-12)
+        check_pairs(A.toarray(), w, v, 1e-12)
+
+
+def test_check_multiplicities_is_a_bool_and_can_be_switched_off():
+    A = laplacian_3d(8)
+    with pytest.raises(TypeError, match="check_multiplicities must be a bool"):
+        hessx.eigsh(A, k=2, check_multiplicities="yes")
+    exact = laplacian_3d_eigenvalues(8)
+    w = hessx.eigsh(A, k=4, which="LA", rng=0, return_eigenvectors=False)
+    np.testing.assert_allclose(w, exact[-4:], rtol=1e-10)
+    # Without the search the run may stop at one pair per eigenspace, but
+    # what it returns are eigenvalues.
+    res = hessx.lanczos(A, k=4, which="LA", rng=0, check_multiplicities=False)
+    assert res.all_converged
+    assert all(np.min(np.abs(exact - x)) < 1e-8 for x in res.eigenvalues)

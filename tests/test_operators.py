@@ -225,3 +225,128 @@ def test_callable_operator_takes_both_spellings(rng):
         hessx.CallableOperator(12, lambda v: v, n=12)
     with pytest.raises(TypeError, match="n must be an int"):
         hessx.CallableOperator(lambda v: v, n=2.5)
+
+
+# --- half storage (storage="upper") ------------------------------------------
+
+
+def _with_diagonal(A, rng):
+    n = A.shape[0]
+    return sp.csr_array(A + sp.diags_array(rng.standard_normal(n)))
+
+
+def _row_scale(A, X):
+    """|A| @ |X|: the scale a product's rounding is relative to, per entry."""
+    return abs(A).astype(np.float64) @ np.abs(X)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_upper_storage_products_match_full_storage(dtype, index_dtype, rng):
+    A = _with_diagonal(random_symmetric(3000, 12, rng=rng), rng).astype(dtype)
+    A.indices = A.indices.astype(index_dtype)
+    A.indptr = A.indptr.astype(index_dtype)
+    full = hessx.CsrOperator(A)
+    half = hessx.CsrOperator(A, storage="upper")
+    assert half.storage == "upper" and full.storage == "full"
+    assert half.shape == A.shape and half.dtype == dtype
+    X = rng.standard_normal((3000, 13))
+    # float64: rounding of two summation orders; float32: duplicates were
+    # summed once and rounded to float32 in the triangle.
+    tol = 1e-14 if dtype == np.float64 else 1e-6
+    for width in (1, 2, 8, 13):
+        Xw = np.ascontiguousarray(X[:, :width])
+        diff = np.abs(half @ Xw - full @ Xw)
+        assert np.all(diff <= tol * _row_scale(A, Xw)), width
+    x = X[:, 0]
+    assert np.all(np.abs(half @ x - full @ x) <= tol * _row_scale(A, x))
+
+
+def test_upper_storage_holds_at_most_055_of_the_bytes(rng):
+    for A in (
+        laplacian_3d(20, weights=(1.0, 1.1, 1.2), shift=1.5),
+        random_symmetric(20000, 16, rng=rng),
+    ):
+        full = hessx.CsrOperator(A)
+        half = hessx.CsrOperator(A, storage="upper")
+        assert full.nbytes == A.data.nbytes + A.indices.nbytes + A.indptr.nbytes
+        assert half.nbytes <= 0.55 * full.nbytes, half.nbytes / full.nbytes
+
+
+def test_upper_storage_unsorted_duplicates_and_the_matrix_back(rng):
+    indptr = np.array([0, 3, 6, 6])
+    indices = np.array([1, 0, 1, 0, 2, 0])
+    data = np.array([1.0, 4.0, 2.0, 1.0, 3.0, 2.0])
+    B = sp.csr_array((data, indices, indptr), shape=(3, 3))
+    S = B + B.T  # symmetric, unsorted rows, duplicates
+    half = hessx.CsrOperator(S, storage="upper")
+    x = rng.standard_normal(3)
+    np.testing.assert_allclose(half @ x, S.toarray() @ x, rtol=1e-14)
+    np.testing.assert_array_equal(half.matrix.toarray(), S.toarray())
+    assert half.nnz == sp.csr_array(S.toarray()).nnz
+    # Unchecked and not symmetric: the symmetric matrix of A's upper triangle.
+    loose = hessx.CsrOperator(B, check_symmetric=False, storage="upper")
+    U = np.triu(B.toarray())
+    np.testing.assert_allclose(loose @ x, (U + np.triu(U, 1).T) @ x, rtol=1e-14)
+
+
+def test_upper_storage_products_are_reproducible_for_a_thread_count():
+    A = laplacian_3d(40, weights=(1.0, 1.3, 0.7), shift=0.3)
+    x = np.random.default_rng(3).standard_normal(A.shape[0])
+    half = hessx.CsrOperator(A, storage="upper")
+    first = half @ x
+    assert np.array_equal(first, half @ x)
+    before = hessx.get_num_threads()
+    try:
+        hessx.set_num_threads(1)
+        one = hessx.CsrOperator(A, storage="upper")
+        np.testing.assert_allclose(one @ x, first, rtol=1e-14, atol=1e-14 * np.abs(first).max())
+        assert np.array_equal(one @ x, one @ x)
+    finally:
+        hessx.set_num_threads(before)
+
+
+def test_auto_storage_keeps_the_triangle_only_for_banded_matrices(rng):
+    banded = hessx.CsrOperator(laplacian_3d(40), storage="auto")
+    assert banded.storage == "upper"
+    R = random_symmetric(200_000, 16, rng=rng)
+    scattered = hessx.CsrOperator(R, storage="auto")
+    assert scattered.storage == "full"
+    assert np.shares_memory(scattered.matrix.data, R.data)
+    x = rng.standard_normal(R.shape[0])
+    np.testing.assert_allclose(scattered @ x, R @ x, rtol=1e-12, atol=1e-12)
+
+
+def test_upper_storage_errors_name_the_argument():
+    A = laplacian_3d(3)
+    with pytest.raises(ValueError, match="storage must be 'full', 'upper' or 'auto'"):
+        hessx.CsrOperator(A, storage="lower")
+    with pytest.raises(TypeError, match="storage must be a str"):
+        hessx.CsrOperator(A, storage=1)
+    with pytest.raises(ValueError, match="not symmetric"):
+        hessx.CsrOperator(sp.csr_array(np.array([[1.0, 2.0], [0.0, 1.0]])), storage="upper")
+    bad = sp.csr_array(np.eye(3))
+    bad.data[1] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        hessx.CsrOperator(bad, storage="upper")
+    with pytest.raises(ValueError, match="dimension mismatch|length"):
+        hessx.CsrOperator(A, storage="upper") @ np.ones(5)
+
+
+def test_every_solver_accepts_upper_storage():
+    m, weights, shift = 12, (1.0, 1.37, 0.71), 3.1
+    A = laplacian_3d(m, weights=weights, shift=shift)
+    half = hessx.CsrOperator(A, storage="upper")
+    exact = np.sort(np.linalg.eigvalsh(A.toarray()))
+    w, v = hessx.eigsh(half, k=4, which="BE", rng=0)
+    np.testing.assert_allclose(w, np.concatenate([exact[:2], exact[-2:]]), rtol=1e-10)
+    res = hessx.lanczos(half, k=2, which="SA", rng=0)
+    np.testing.assert_allclose(res.eigenvalues, exact[:2], rtol=1e-9)
+    density = hessx.spectral_density(half, n_probes=4, n_steps=30, rng=0)
+    value, stderr = density.fraction_positive()
+    assert abs(value - np.mean(exact > 0)) <= 3 * stderr + 1e-3
+    estimate, _ = hessx.trace(half, n_probes=40, rng=0)
+    assert abs(estimate - A.diagonal().sum()) <= 0.05 * abs(A.diagonal().sum())
+    assert hessx.classify(half, rng=0).kind == "saddle"
+    ratio = hessx.minimum_ratio(half, method="inertia", tol=1e-6)
+    assert ratio.value == pytest.approx(np.mean(exact > 1e-6))

@@ -35,6 +35,7 @@ class RustOperator:
         indices: npt.NDArray[Any],
         data: npt.NDArray[Any],
         check_symmetric: bool,
+        storage: str = "full",
     ) -> RustOperator: ...
     @staticmethod
     def callable(
@@ -45,6 +46,13 @@ class RustOperator:
     ) -> RustOperator: ...
     @property
     def n(self) -> int: ...
+    @property
+    def nbytes(self) -> int | None: ...
+    @property
+    def storage(self) -> str | None: ...
+    def upper_triangle(
+        self,
+    ) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]: ...
     def matvec(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
     def matmat(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
 
@@ -59,6 +67,7 @@ def lanczos_solve(
     seed: int,
     want_vectors: bool,
     progress: bool,
+    check_multiplicities: bool = True,
 ) -> dict[str, Any]: ...
 
 @final

@@ -248,7 +248,7 @@ def _portable(A: Any, op: HessxOperator) -> tuple[Any, ...]:
     if isinstance(op, FrameworkHessian):
         return op._portable()
     if isinstance(op, CsrOperator):
-        return ("csr", op.matrix)
+        return ("csr", op.matrix, op.storage)
     if isinstance(op, DenseOperator):
         return ("dense", op.matrix)
     if isinstance(op, CallableOperator):
@@ -289,7 +289,7 @@ def _rebuild(payload: tuple[Any, ...]) -> HessxOperator:
         matrix = payload[1]
         if not all(_aligned(a) for a in (matrix.data, matrix.indices, matrix.indptr)):
             matrix = matrix.copy()
-        return CsrOperator(matrix, check_symmetric=False)
+        return CsrOperator(matrix, check_symmetric=False, storage=payload[2])
     if kind == "dense":
         matrix = payload[1]
         if not _aligned(matrix):

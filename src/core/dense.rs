@@ -20,9 +20,9 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use crate::core::csr::{check_len, par_position_first, Value};
 use crate::core::error::{Error, Result};
 use crate::core::op::SymOp;
+use crate::core::sparse::csr::{check_len, par_position_first, Value};
 
 /// Rows per rayon task in the matvec: 16 rows of n = 2000 is 256 KB of f64.
 const MATVEC_ROWS: usize = 16;

@@ -1,16 +1,17 @@
 //! The mathematics of hessx, free of Python: operators, eigensolvers, models.
+//!
+//! - [`sparse`]: explicit sparse matrices (full CSR, half storage, inertia).
+//! - [`krylov`]: Krylov machinery (basis sweeps, loss-of-orthogonality
+//!   estimate, tridiagonal eigenproblems) and the solvers built on it
+//!   (thick-restart Lanczos, stochastic Lanczos quadrature, trace estimators).
+//! - [`dense`], [`mlp`]: the other operators; [`op`] the trait they share.
 
-pub mod csr;
 pub mod dense;
 pub mod error;
-pub mod inertia;
-pub mod lanczos;
+pub mod krylov;
 pub mod mlp;
 pub mod monitor;
 pub mod op;
 pub mod simd_state;
-pub mod slq;
-pub(crate) mod sweep;
-pub mod trace;
-pub mod tridiag;
+pub mod sparse;
 pub(crate) mod workers;

@@ -1,13 +1,16 @@
 //! The CSR operator's buffers: SciPy's own `indptr`/`indices`/`data` arrays,
 //! kept alive and borrowed read-only for every product (no copy). Validation
-//! (structure, finiteness, symmetry) runs once, at construction.
+//! (structure, finiteness, symmetry) runs once, at construction. With
+//! `storage="upper"` the arrays are validated the same way, converted once to
+//! the upper triangle (Rust-owned) and not kept.
 
 use numpy::{PyArray1, PyArrayMethods};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::core::csr::{CsrLayout, CsrRef};
 use crate::core::op::SymOp;
+use crate::core::sparse::csr::{CsrLayout, CsrRef};
+use crate::core::sparse::upper::UpperCsr;
 
 use super::errors::to_py;
 
@@ -53,14 +56,12 @@ macro_rules! with_csr {
     }};
 }
 
-impl CsrArrays {
-    pub fn new(
-        py: Python<'_>,
-        n: usize,
+impl Buffers {
+    /// Keeps the three arrays (references, no copy) with their dtypes known.
+    fn new(
         indptr: &Bound<'_, PyAny>,
         indices: &Bound<'_, PyAny>,
         data: &Bound<'_, PyAny>,
-        check_symmetric: bool,
     ) -> PyResult<Self> {
         let index_i32 =
             indptr.cast::<PyArray1<i32>>().is_ok() && indices.cast::<PyArray1<i32>>().is_ok();
@@ -96,12 +97,36 @@ impl CsrArrays {
                 ))
             }
         };
+        Ok(buffers)
+    }
+
+    fn symmetry_rtol(&self) -> f64 {
+        match self {
+            Buffers::F32I32(..) | Buffers::F32I64(..) => SYMMETRY_RTOL_F32,
+            _ => SYMMETRY_RTOL_F64,
+        }
+    }
+}
+
+/// SciPy's CSR arrays of an `n x n` matrix as Python handed them over,
+/// with whether to check symmetry.
+#[derive(Clone, Copy)]
+pub struct CsrInput<'a, 'py> {
+    pub n: usize,
+    pub indptr: &'a Bound<'py, PyAny>,
+    pub indices: &'a Bound<'py, PyAny>,
+    pub data: &'a Bound<'py, PyAny>,
+    pub check_symmetric: bool,
+}
+
+impl CsrArrays {
+    pub fn new(py: Python<'_>, input: CsrInput<'_, '_>) -> PyResult<Self> {
+        let CsrInput {
+            n, check_symmetric, ..
+        } = input;
+        let buffers = Buffers::new(input.indptr, input.indices, input.data)?;
+        let rtol = buffers.symmetry_rtol();
         let layout = with_csr!(py, n, &buffers, None, |csr| {
-            let rtol = if data_f32 {
-                SYMMETRY_RTOL_F32
-            } else {
-                SYMMETRY_RTOL_F64
-            };
             py.detach(|| {
                 super::pool::install(|| {
                     if check_symmetric {
@@ -115,6 +140,19 @@ impl CsrArrays {
         Ok(CsrArrays { n, buffers, layout })
     }
 
+    /// Bytes of the three borrowed arrays (what one product reads of the matrix).
+    pub fn nbytes(&self, py: Python<'_>) -> usize {
+        fn bytes<T: numpy::Element>(a: &Py<PyArray1<T>>, py: Python<'_>) -> usize {
+            numpy::PyUntypedArrayMethods::len(a.bind(py)) * std::mem::size_of::<T>()
+        }
+        match &self.buffers {
+            Buffers::F64I32(p, i, d) => bytes(p, py) + bytes(i, py) + bytes(d, py),
+            Buffers::F64I64(p, i, d) => bytes(p, py) + bytes(i, py) + bytes(d, py),
+            Buffers::F32I32(p, i, d) => bytes(p, py) + bytes(i, py) + bytes(d, py),
+            Buffers::F32I64(p, i, d) => bytes(p, py) + bytes(i, py) + bytes(d, py),
+        }
+    }
+
     pub fn with_op<R>(&self, py: Python<'_>, f: impl FnOnce(&dyn SymOp) -> R) -> PyResult<R> {
         Ok(with_csr!(
             py,
@@ -123,5 +161,93 @@ impl CsrArrays {
             Some(&self.layout),
             |csr| f(&csr)
         ))
+    }
+}
+
+/// Half storage: the upper triangle, converted once from SciPy's arrays (which
+/// are not kept) and owned by Rust.
+pub enum UpperArrays {
+    F64I32(UpperCsr<f64, i32>),
+    F64I64(UpperCsr<f64, i64>),
+    F32I32(UpperCsr<f32, i32>),
+    F32I64(UpperCsr<f32, i64>),
+}
+
+macro_rules! upper_from {
+    ($($variant:ident: $t:ty, $i:ty;)*) => {$(
+        impl From<UpperCsr<$t, $i>> for UpperArrays {
+            fn from(upper: UpperCsr<$t, $i>) -> Self {
+                UpperArrays::$variant(upper)
+            }
+        }
+    )*};
+}
+
+upper_from! {
+    F64I32: f64, i32;
+    F64I64: f64, i64;
+    F32I32: f32, i32;
+    F32I64: f32, i64;
+}
+
+/// Bind `$u` to the `UpperCsr` inside, whatever its types.
+macro_rules! with_upper {
+    ($arrays:expr, |$u:ident| $body:expr) => {
+        match $arrays {
+            UpperArrays::F64I32($u) => $body,
+            UpperArrays::F64I64($u) => $body,
+            UpperArrays::F32I32($u) => $body,
+            UpperArrays::F32I64($u) => $body,
+        }
+    };
+}
+
+impl UpperArrays {
+    /// Validates SciPy's full CSR arrays as `CsrArrays::new` does (structure,
+    /// finiteness, symmetry when asked), then keeps only the upper triangle.
+    pub fn new(py: Python<'_>, input: CsrInput<'_, '_>) -> PyResult<Self> {
+        let CsrInput {
+            n, check_symmetric, ..
+        } = input;
+        let buffers = Buffers::new(input.indptr, input.indices, input.data)?;
+        let rtol = buffers.symmetry_rtol();
+        Ok(with_csr!(py, n, &buffers, None, |csr| {
+            py.detach(|| {
+                super::pool::install(|| {
+                    if check_symmetric {
+                        csr.check_symmetric(rtol)?;
+                    }
+                    Ok(UpperArrays::from(UpperCsr::from_csr(&csr)))
+                })
+            })
+            .map_err(to_py)?
+        }))
+    }
+
+    pub fn as_op(&self) -> &dyn SymOp {
+        with_upper!(self, |u| u)
+    }
+
+    pub fn nbytes(&self) -> usize {
+        with_upper!(self, |u| u.nbytes())
+    }
+
+    /// Entries near the diagonal: the symmetric product beats full storage.
+    pub fn is_local(&self) -> bool {
+        with_upper!(self, |u| u.is_local())
+    }
+
+    /// The triangle as SciPy CSR arrays (indptr, indices, data), copies.
+    pub fn to_arrays<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+        with_upper!(self, |u| {
+            let (indptr, indices, data) = u.to_csr_arrays();
+            (
+                PyArray1::from_vec(py, indptr),
+                PyArray1::from_vec(py, indices),
+                PyArray1::from_vec(py, data),
+            )
+                .into_pyobject(py)
+                .map_err(|e| PyValueError::new_err(e.to_string()))
+        })
     }
 }

@@ -88,7 +88,7 @@ impl DenseArrays {
     }
 }
 
-fn validate<T: crate::core::csr::Value>(
+fn validate<T: crate::core::sparse::csr::Value>(
     py: Python<'_>,
     data: Result<&[T], numpy::AsSliceError>,
     n: usize,

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use crate::core::error::{Error, Result};
 use crate::core::op::SymOp;
 
-use super::csr::CsrArrays;
+use super::csr::{CsrArrays, CsrInput, UpperArrays};
 use super::dense::DenseArrays;
 use super::monitor::{run_detached, CallingThread, Driver, PyMonitor};
 
@@ -160,6 +160,7 @@ impl SymOp for OnCallingThread<'_, '_> {
 
 pub enum OpKind {
     Csr(CsrArrays),
+    Upper(UpperArrays),
     Dense(DenseArrays),
     Callable(CallableOp),
     Model(super::models::ModelOp),
@@ -181,6 +182,7 @@ impl RustOperator {
     pub fn with_op<R>(&self, py: Python<'_>, f: impl FnOnce(&dyn SymOp) -> R) -> PyResult<R> {
         match &self.kind {
             OpKind::Csr(csr) => csr.with_op(py, f),
+            OpKind::Upper(upper) => Ok(f(upper.as_op())),
             OpKind::Dense(dense) => dense.with_op(py, f),
             OpKind::Callable(callable) => Ok(f(callable)),
             OpKind::Model(model) => Ok(f(model.as_op())),
@@ -238,9 +240,13 @@ impl RustOperator {
         Ok(RustOperator::new(OpKind::Dense(arrays), n))
     }
 
-    /// A CSR matrix from its three arrays (borrowed, not copied).
+    /// A CSR matrix from its three arrays: borrowed as they are
+    /// (`storage="full"`), or converted once to its upper triangle
+    /// (`storage="upper"`, owned by Rust; the arrays are not kept), or
+    /// whichever multiplies faster (`storage="auto"`: the triangle when its
+    /// entries stay near the diagonal).
     #[staticmethod]
-    #[pyo3(signature = (n, indptr, indices, data, check_symmetric))]
+    #[pyo3(signature = (n, indptr, indices, data, check_symmetric, storage="full"))]
     fn csr(
         py: Python<'_>,
         n: usize,
@@ -248,9 +254,69 @@ impl RustOperator {
         indices: &Bound<'_, PyAny>,
         data: &Bound<'_, PyAny>,
         check_symmetric: bool,
+        storage: &str,
     ) -> PyResult<Self> {
-        let arrays = CsrArrays::new(py, n, indptr, indices, data, check_symmetric)?;
-        Ok(RustOperator::new(OpKind::Csr(arrays), n))
+        let input = CsrInput {
+            n,
+            indptr,
+            indices,
+            data,
+            check_symmetric,
+        };
+        let kind = match storage {
+            "full" => OpKind::Csr(CsrArrays::new(py, input)?),
+            "upper" => OpKind::Upper(UpperArrays::new(py, input)?),
+            "auto" => {
+                let upper = UpperArrays::new(py, input)?;
+                if upper.is_local() {
+                    OpKind::Upper(upper)
+                } else {
+                    // Symmetry was checked on the way to the triangle.
+                    let unchecked = CsrInput {
+                        check_symmetric: false,
+                        ..input
+                    };
+                    OpKind::Csr(CsrArrays::new(py, unchecked)?)
+                }
+            }
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "storage must be 'full', 'upper' or 'auto', got {other:?}"
+                )))
+            }
+        };
+        Ok(RustOperator::new(kind, n))
+    }
+
+    /// "full" or "upper" for sparse operators (what "auto" chose), else None.
+    #[getter]
+    fn storage(&self) -> Option<&'static str> {
+        match &self.kind {
+            OpKind::Csr(_) => Some("full"),
+            OpKind::Upper(_) => Some("upper"),
+            _ => None,
+        }
+    }
+
+    /// Bytes of matrix storage one product reads (sparse operators), else None.
+    #[getter]
+    fn nbytes(&self, py: Python<'_>) -> Option<usize> {
+        match &self.kind {
+            OpKind::Csr(csr) => Some(csr.nbytes(py)),
+            OpKind::Upper(upper) => Some(upper.nbytes()),
+            _ => None,
+        }
+    }
+
+    /// The stored upper triangle as CSR arrays `(indptr, indices, data)`
+    /// (copies; half-storage operators only).
+    fn upper_triangle<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+        match &self.kind {
+            OpKind::Upper(upper) => upper.to_arrays(py),
+            _ => Err(PyValueError::new_err(
+                "upper_triangle: the operator does not use storage='upper'",
+            )),
+        }
     }
 
     /// A Python function computing `A @ x` (and optionally `A @ X`), in

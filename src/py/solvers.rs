@@ -5,7 +5,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::core::lanczos::{lanczos, LanczosParams, Which};
+use crate::core::krylov::lanczos::{lanczos, LanczosParams, Which};
 
 use super::errors::to_py;
 use super::operators::RustOperator;
@@ -14,7 +14,7 @@ use super::operators::RustOperator;
 /// (ascending), `vectors` ((n, k) or None), `residuals`, `converged`,
 /// `n_matvec`, `n_restarts`, `all_converged`, `ncv`.
 #[pyfunction]
-#[pyo3(signature = (op, k, which, ncv, maxiter, tol, v0, seed, want_vectors, progress))]
+#[pyo3(signature = (op, k, which, ncv, maxiter, tol, v0, seed, want_vectors, progress, check_multiplicities=true))]
 #[allow(clippy::too_many_arguments)]
 pub fn lanczos_solve<'py>(
     py: Python<'py>,
@@ -28,6 +28,7 @@ pub fn lanczos_solve<'py>(
     seed: u64,
     want_vectors: bool,
     progress: bool,
+    check_multiplicities: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let which = Which::parse(which).map_err(to_py)?;
     let v0 = match v0 {
@@ -47,6 +48,7 @@ pub fn lanczos_solve<'py>(
         v0,
         seed,
         want_vectors,
+        check_multiplicities,
     };
     let output = op.run_detached(py, progress, |sym, monitor| lanczos(sym, &params, monitor))?;
 

@@ -12,9 +12,9 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::core::inertia::{banded_counts, inertia, symbolic_nnz};
-use crate::core::slq::{count_fraction, density, slq, ProbeKind, SlqOutput, SlqParams};
-use crate::core::trace::{hutchinson_samples, hutchpp};
+use crate::core::krylov::slq::{count_fraction, density, slq, ProbeKind, SlqOutput, SlqParams};
+use crate::core::krylov::trace::{hutchinson_samples, hutchpp};
+use crate::core::sparse::inertia::{banded_counts, inertia, symbolic_nnz};
 
 use super::errors::to_py;
 use super::monitor::run_detached;
@@ -30,7 +30,7 @@ fn parse_probe(kind: &str) -> PyResult<ProbeKind> {
     }
 }
 
-/// The per-probe quadrature data of one SLQ run (see `core::slq::SlqOutput`).
+/// The per-probe quadrature data of one SLQ run (see `core::krylov::slq::SlqOutput`).
 #[pyclass(frozen, module = "hessx._hessx")]
 pub struct SlqResult {
     out: SlqOutput,

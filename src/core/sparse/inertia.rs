@@ -366,7 +366,7 @@ pub fn symbolic_nnz<I: Copy + TryInto<usize>, T: Copy + Into<f64>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::tridiag::sym_eig;
+    use crate::core::krylov::tridiag::sym_eig;
     use rand_xoshiro::rand_core::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
 

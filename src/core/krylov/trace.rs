@@ -20,9 +20,9 @@
 //! estimated and the standard error is reported as infinite.
 
 use crate::core::error::{Error, Result};
+use crate::core::krylov::slq::{fill_probe, probe_rng, ProbeKind};
 use crate::core::monitor::Monitor;
 use crate::core::op::SymOp;
-use crate::core::slq::{fill_probe, probe_rng, ProbeKind};
 use faer::Mat;
 
 /// Vectors per `apply_block` call.

@@ -55,6 +55,9 @@ pub trait Value:
     /// matrix that is asymmetric in a meaningful way.
     const SYMMETRY_RTOL: f64;
     fn to_f64(self) -> f64;
+    /// Rounds to the storage type (duplicates summed in f64 when half
+    /// storage merges them).
+    fn from_f64(x: f64) -> Self;
     /// The slice itself when the storage is already f64 (lets dense
     /// products hand it to faer's GEMM without a copy).
     fn as_f64_slice(values: &[Self]) -> Option<&[f64]>;
@@ -66,6 +69,10 @@ impl Value for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
     fn as_f64_slice(_: &[Self]) -> Option<&[f64]> {
         None
     }
@@ -76,6 +83,10 @@ impl Value for f64 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x
     }
     fn as_f64_slice(values: &[Self]) -> Option<&[f64]> {
         Some(values)
@@ -90,6 +101,9 @@ pub trait Index:
     fn to_usize(self) -> usize;
     /// `None` for negative values (or values beyond `usize`).
     fn try_to_usize(self) -> Option<usize>;
+    /// For values known to fit (positions and counts of a matrix that
+    /// already fits this index type).
+    fn from_usize(x: usize) -> Self;
 }
 
 impl Index for i32 {
@@ -100,6 +114,10 @@ impl Index for i32 {
     #[inline(always)]
     fn try_to_usize(self) -> Option<usize> {
         usize::try_from(self).ok()
+    }
+    #[inline(always)]
+    fn from_usize(x: usize) -> Self {
+        x as i32
     }
 }
 
@@ -112,6 +130,10 @@ impl Index for i64 {
     fn try_to_usize(self) -> Option<usize> {
         usize::try_from(self).ok()
     }
+    #[inline(always)]
+    fn from_usize(x: usize) -> Self {
+        x as i64
+    }
 }
 
 /// Work units (`nnz + rows`) below which a product runs on one thread:
@@ -119,7 +141,7 @@ impl Index for i64 {
 const MIN_CHUNK_WORK: usize = 1 << 15;
 /// Chunks per rayon thread: enough that work stealing evens out chunks whose
 /// memory traffic differs (cache hits in `x`), few enough that task overhead stays small.
-const CHUNKS_PER_THREAD: usize = 8;
+pub(crate) const CHUNKS_PER_THREAD: usize = 8;
 
 /// A validated, borrowed, square CSR matrix.
 #[derive(Debug, Clone)]
@@ -310,8 +332,13 @@ impl<'a, T: Value, I: Index> CsrRef<'a, T, I> {
         (indices, data)
     }
 
+    /// Row boundaries of the parallel chunks (balanced by `nnz + rows`).
+    pub(crate) fn chunk_bounds(&self) -> &[usize] {
+        &self.chunk_bounds
+    }
+
     #[inline(always)]
-    fn row(&self, i: usize) -> (&'a [I], &'a [T]) {
+    pub(crate) fn row(&self, i: usize) -> (&'a [I], &'a [T]) {
         let range = self.indptr[i].to_usize()..self.indptr[i + 1].to_usize();
         (&self.indices[range.clone()], &self.data[range])
     }
@@ -444,11 +471,7 @@ impl<T: Value, I: Index> SymOp for CsrRef<'_, T, I> {
     }
 
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
-        let len = self.n.checked_mul(ncols).ok_or_else(|| {
-            Error::invalid("ncols", format!("n * ncols overflows (ncols = {ncols})"))
-        })?;
-        check_len("X", x.len(), len)?;
-        check_len("Y", y.len(), len)?;
+        check_block_len(self.n, x, y, ncols)?;
         if ncols == 0 {
             return Ok(());
         }
@@ -457,6 +480,15 @@ impl<T: Value, I: Index> SymOp for CsrRef<'_, T, I> {
         });
         Ok(())
     }
+}
+
+/// `X` and `Y` both hold `n x ncols` values (row-major blocks).
+pub(crate) fn check_block_len(n: usize, x: &[f64], y: &[f64], ncols: usize) -> Result<()> {
+    let len = n
+        .checked_mul(ncols)
+        .ok_or_else(|| Error::invalid("ncols", format!("n * ncols overflows (ncols = {ncols})")))?;
+    check_len("X", x.len(), len)?;
+    check_len("Y", y.len(), len)
 }
 
 pub(crate) fn check_len(what: &str, got: usize, expected: usize) -> Result<()> {
@@ -547,7 +579,7 @@ fn validate_indices<I: Index>(indptr: &[I], indices: &[I], n: usize) -> Result<(
 }
 
 /// Row boundaries cutting `nnz + rows` work into about `target` equal chunks.
-fn balanced_chunks<I: Index>(indptr: &[I], target: usize) -> Vec<usize> {
+pub(crate) fn balanced_chunks<I: Index>(indptr: &[I], target: usize) -> Vec<usize> {
     let n = indptr.len() - 1;
     let total = indptr[n].to_usize() + n;
     let chunks = (total / MIN_CHUNK_WORK).clamp(1, target.max(1));
@@ -701,20 +733,20 @@ impl<'a, T: Value, I: Index> CsrRef<'a, T, I> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand_xoshiro::rand_core::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
     use std::time::Instant;
 
-    fn uniform(rng: &mut Xoshiro256PlusPlus) -> f64 {
+    pub(crate) fn uniform(rng: &mut Xoshiro256PlusPlus) -> f64 {
         (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
     }
 
     /// Random symmetric matrix in CSR form with shuffled rows, duplicate
     /// entries (a symmetric value split in two) and some empty rows.
     /// Returns (indptr, indices, data, dense row-major of the summed matrix).
-    fn random_symmetric(
+    pub(crate) fn random_symmetric(
         n: usize,
         density: f64,
         seed: u64,
@@ -770,7 +802,7 @@ mod tests {
         (indptr, indices, data, dense)
     }
 
-    fn dense_product(dense: &[f64], n: usize, x: &[f64], ncols: usize) -> Vec<f64> {
+    pub(crate) fn dense_product(dense: &[f64], n: usize, x: &[f64], ncols: usize) -> Vec<f64> {
         let mut y = vec![0.0; n * ncols];
         for i in 0..n {
             for j in 0..n {
@@ -782,7 +814,7 @@ mod tests {
         y
     }
 
-    fn assert_close(got: &[f64], expected: &[f64], tol: f64) {
+    pub(crate) fn assert_close(got: &[f64], expected: &[f64], tol: f64) {
         assert_eq!(got.len(), expected.len());
         let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs()));
         for (k, (g, e)) in got.iter().zip(expected).enumerate() {
@@ -823,22 +855,25 @@ mod tests {
         assert_close(&a.diagonal(), &diag, tol);
     }
 
-    fn convert<I: TryFrom<usize>>(v: &[usize]) -> Vec<I>
+    pub(crate) fn convert<I: TryFrom<usize>>(v: &[usize]) -> Vec<I>
     where
         I::Error: std::fmt::Debug,
     {
         v.iter().map(|&k| I::try_from(k).unwrap()).collect()
     }
 
+    /// (seed, n, density) of the random matrices products are checked on.
+    pub(crate) const PRODUCT_CASES: [(u64, usize, f64); 5] = [
+        (1, 1, 1.0),
+        (2, 2, 1.0),
+        (3, 17, 0.3),
+        (4, 60, 0.1),
+        (5, 300, 0.05),
+    ];
+
     #[test]
     fn products_match_dense_reference_for_all_types() {
-        for (seed, n, density) in [
-            (1u64, 1usize, 1.0),
-            (2, 2, 1.0),
-            (3, 17, 0.3),
-            (4, 60, 0.1),
-            (5, 300, 0.05),
-        ] {
+        for (seed, n, density) in PRODUCT_CASES {
             let (indptr, indices, data, dense) = random_symmetric(n, density, seed);
             let data32: Vec<f32> = data.iter().map(|&v| v as f32).collect();
             // The f32 reference uses the same rounded values, summed as stored.
@@ -1108,7 +1143,7 @@ mod tests {
         a.apply_block(&[], &mut [], 0).unwrap();
     }
 
-    fn laplacian_3d(m: usize) -> (Vec<i32>, Vec<i32>, Vec<f64>) {
+    pub(crate) fn laplacian_3d(m: usize) -> (Vec<i32>, Vec<i32>, Vec<f64>) {
         let n = m * m * m;
         let mut indptr = Vec::with_capacity(n + 1);
         let mut indices = Vec::with_capacity(7 * n);

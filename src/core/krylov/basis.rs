@@ -155,6 +155,35 @@ pub(crate) fn sweep<T: BasisElement>(
     partials: &mut Vec<f64>,
     out: &mut [f64],
 ) -> f64 {
+    sweep_columns(v, n, Columns::From(0), ncols, w, update, partials, out)
+}
+
+/// `out[i] = v_{columns[i]} · w`; returns `‖w‖²`: [`sweep`]'s projection
+/// reading only the listed columns (those whose loss of orthogonality the
+/// estimate says may matter).
+pub(crate) fn project_listed_columns<T: BasisElement>(
+    v: &[T],
+    n: usize,
+    columns: &[usize],
+    w: &mut [f64],
+    partials: &mut Vec<f64>,
+    out: &mut [f64],
+) -> f64 {
+    let listed = Columns::Listed(columns);
+    sweep_columns(v, n, listed, columns.len(), w, None, partials, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sweep_columns<T: BasisElement>(
+    v: &[T],
+    n: usize,
+    columns: Columns<'_>,
+    ncols: usize,
+    w: &mut [f64],
+    update: Option<&[f64]>,
+    partials: &mut Vec<f64>,
+    out: &mut [f64],
+) -> f64 {
     let stride = ncols + 1;
     let n_chunks = n.div_ceil(REDUCE_CHUNK);
     partials.clear();
@@ -166,6 +195,7 @@ pub(crate) fn sweep<T: BasisElement>(
             Arch::new().dispatch(SweepChunk {
                 v,
                 n,
+                columns,
                 chunk_start: c * REDUCE_CHUNK,
                 w_chunk,
                 update,
@@ -192,6 +222,7 @@ pub(crate) fn sweep<T: BasisElement>(
 struct SweepChunk<'a, T> {
     v: &'a [T],
     n: usize,
+    columns: Columns<'a>,
     chunk_start: usize,
     w_chunk: &'a mut [f64],
     update: Option<&'a [f64]>,
@@ -206,6 +237,7 @@ impl<T: BasisElement> WithSimd for SweepChunk<'_, T> {
         let SweepChunk {
             v,
             n,
+            columns,
             chunk_start,
             w_chunk,
             update,
@@ -215,7 +247,10 @@ impl<T: BasisElement> WithSimd for SweepChunk<'_, T> {
         for (b, w_block) in w_chunk.chunks_mut(FUSE_BLOCK).enumerate() {
             let lo = chunk_start + b * FUSE_BLOCK;
             let hi = lo + w_block.len();
-            let column = |i: usize| &v[i * n + lo..i * n + hi];
+            let column = |i: usize| {
+                let c = columns.index(i);
+                &v[c * n + lo..c * n + hi]
+            };
             if let Some(h) = update {
                 add_combination(w_block, &column, h, -1.0);
             }
