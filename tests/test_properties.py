@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import hessx
 
 SHAPES = ("random", "clustered", "repeated", "zeros", "definite", "negative_definite", "two_values")
-BLOCK_COPIES = [1]  # [1, 1, 2, 3] once repeated extreme eigenvalues are all found
+BLOCK_COPIES = [1, 1, 2, 3]
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -62,8 +62,7 @@ def sparse_problems(draw):
     density = draw(st.floats(0.02, 0.6))
     dtype = draw(st.sampled_from([np.float64, np.float32]))
     index = draw(st.sampled_from([np.int32, np.int64]))
-    # Copies of a block repeat every eigenvalue; until locking lands (issue 11)
-    # they are test_three_copies_of_a_block_give_the_top_eigenvalue_three_times.
+    # Copies of a block repeat every eigenvalue (ARPACK misses copies).
     copies = draw(st.sampled_from(BLOCK_COPIES))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     block = sp.random_array((n, n), density=density, rng=rng, dtype=np.float64)
@@ -110,7 +109,6 @@ def test_eigsh_dense_matches_eigvalsh(problem, k, which):
 @given(sparse_problems(), st.integers(1, 6), st.sampled_from(["LA", "SA", "LM", "BE"]))
 def test_eigsh_sparse_matches_eigvalsh(a, k, which):
     assume(k < a.shape[0])
-    assume(abs(a).sum() > 0)  # the zero matrix: test_zero_matrix below (until fixed)
     check_eigsh(a, k, which)
 
 
@@ -222,7 +220,6 @@ def test_slq_error_bars_cover_the_exact_fraction():
 # --- counterexamples found by the sweeps above, kept as regular tests --------------
 
 
-@pytest.mark.xfail(strict=True, reason="repeated extreme eigenvalues need locking (issue 11)")
 def test_fourfold_smallest_eigenvalue_is_returned_four_times():
     """n = 32, eight distinct eigenvalues each four times: SA k=6 returned the
     smallest three times, not four (found by a sweep of the 'repeated' shape)."""
@@ -234,7 +231,6 @@ def test_fourfold_smallest_eigenvalue_is_returned_four_times():
     np.testing.assert_allclose(got, np.sort(w)[:6], rtol=0, atol=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="a relative convergence test never passes at theta = 0")
 @pytest.mark.parametrize("which", ["LA", "SA", "LM", "BE"])
 def test_zero_matrix(which):
     """All eigenvalues 0 (hypothesis drew a 4x4 sparse matrix with no entries):
@@ -262,7 +258,6 @@ def test_eigsh_is_scale_invariant(scale):
     np.testing.assert_allclose(np.sort(w) / scale, reference, rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="repeated extreme eigenvalues need locking (issue 11)")
 def test_three_copies_of_a_block_give_the_top_eigenvalue_three_times():
     """kron(I_3, B) in float32: LA k=3 returned [2.84, 6.14, 6.14] for
     [6.14, 6.14, 6.14] (found by hypothesis; 18 of 20 seeds fail)."""

@@ -102,6 +102,7 @@ use restart::{combine_in_place, gather_columns, keep_count, ranked};
 use crate::core::krylov::basis::{dot, subtract_columns, sweep, REDUCE_CHUNK};
 #[cfg(test)]
 use crate::core::krylov::tridiag::sym_eig;
+use crate::core::krylov::tridiag::SymEig;
 use rayon::prelude::*;
 
 use rand_xoshiro::rand_core::SeedableRng;
@@ -556,10 +557,14 @@ impl Cycles<'_> {
         let mut start = 0;
         let mut cycles = 0;
         let mut previous_wanted: Vec<f64> = Vec::new();
+        // About ten looks per cycle: a look solves the projected problem,
+        // O(ncv^3), small beside ncv / 10 products on any large operator.
+        let check_every = (m / 10).max(1);
         loop {
             cycles += 1;
             let mut beta_last = 0.0;
             let mut ended_in_breakdown = false;
+            let mut broke_down = false;
             for j in start..m {
                 let (v, rest) = basis.split_at_mut((j + 1) * n);
                 let w = &mut rest[..n];
@@ -586,6 +591,7 @@ impl Cycles<'_> {
                     w.fill(0.0);
                     0.0
                 } else if step.in_span {
+                    broke_down = true;
                     fresh_direction(v, n, j + 1, w, rng, &mut scratch)?;
                     project_out(self.locked, n, w, &mut scratch);
                     let norm = norm_squared(w).sqrt();
@@ -604,80 +610,46 @@ impl Cycles<'_> {
                 } else {
                     beta_last = beta;
                 }
-            }
-
-            let ritz = sym_eig_projected(&projected, m)?;
-            let bounds: Vec<f64> = (0..m)
-                .map(|i| (beta_last * ritz.vectors[i * m + m - 1]).abs())
-                .collect();
-            expansion.scale = ritz
-                .values
-                .iter()
-                .fold(expansion.scale, |s, v| s.max(v.abs()));
-            let is_converged =
-                |i: usize| bounds[i] <= setup.tol * ritz.values[i].abs().max(setup.eps23);
-            let mut wanted = ranked(&ritz.values, self.which, k);
-            let n_converged = wanted.iter().filter(|&&i| is_converged(i)).count();
-            let out_of_cycles = cycles >= setup.maxiter;
-            let finished = match self.stop {
-                Stop::Converged => {
-                    monitor.report("lanczos", n_converged, k);
-                    // A cycle that ends in an invariant subspace has zero
-                    // residuals, but eigenvalues outside it are unseen: accept
-                    // only once a further cycle, started from the fresh random
-                    // direction, leaves the wanted values unchanged.
-                    let mut wanted_values: Vec<f64> =
-                        wanted.iter().map(|&i| ritz.values[i]).collect();
-                    wanted_values.sort_by(f64::total_cmp);
-                    let stable = !ended_in_breakdown
-                        || (previous_wanted.len() == k
-                            && wanted_values.iter().zip(&previous_wanted).all(|(a, b)| {
-                                (a - b).abs() <= setup.tol * a.abs().max(setup.eps23)
-                            }));
-                    previous_wanted = wanted_values;
-                    (n_converged == k && stable) || out_of_cycles
-                }
-                Stop::Beyond(limits) => {
-                    // The deflated run's extreme Ritz pairs (one per end
-                    // searched) must converge: then they are the extremes of
-                    // the complement of the locked pairs, with the same
-                    // assurance as any converged Lanczos pair. One beyond the
-                    // worst wanted was missed and is returned; else none was.
-                    // (A Ritz interval clear of the wanted region is not
-                    // enough: on a Laplacian's tiny gaps an unconverged Ritz
-                    // value sits between eigenvalues with a residual below
-                    // the gap while a missed copy lies beyond it.)
-                    // A pair not beyond need only be resolved from the
-                    // wanted region, not converged to tol: its residual
-                    // within √tol (an eigenvalue error of ~tol/gap).
-                    let loose = |i: usize| {
-                        bounds[i] <= setup.tol.sqrt() * ritz.values[i].abs().max(setup.eps23)
-                    };
-                    let miss = wanted
-                        .iter()
-                        .copied()
-                        .find(|&i| limits.beyond(ritz.values[i]) && is_converged(i));
-                    let pending = wanted.iter().any(|&i| limits.beyond(ritz.values[i]));
-                    let resolved = wanted.iter().all(|&i| loose(i));
-                    if miss.is_some() || (resolved && !pending) || out_of_cycles {
-                        wanted = miss.into_iter().collect();
-                        true
-                    } else {
-                        false
+                // Within a cycle, every few steps: the run may be done
+                // before the basis is full (a cycle of ncv products is
+                // wasted work once the wanted pairs have converged).
+                let size = j + 1;
+                if size < m && !broke_down && size >= k + 2 && (size - start) % check_every == 0 {
+                    let decision = self.decide(
+                        &projected,
+                        m,
+                        size,
+                        beta,
+                        None,
+                        &mut expansion.scale,
+                        monitor,
+                    )?;
+                    if let Some(done) = decision.done {
+                        return Ok(self.finish(basis, n, size, cycles, done));
                     }
                 }
-            };
-            if finished {
-                wanted.sort_by(|&a, &b| ritz.values[a].total_cmp(&ritz.values[b]));
-                let coefficients = gather_columns(&ritz.vectors, m, &wanted);
-                combine_in_place(basis, n, m, &coefficients, wanted.len());
-                return Ok(Ritz {
-                    cycles,
-                    values: wanted.iter().map(|&i| ritz.values[i]).collect(),
-                    residuals: wanted.iter().map(|&i| bounds[i]).collect(),
-                    converged: wanted.iter().map(|&i| is_converged(i)).collect(),
-                    all_converged: n_converged == k,
-                });
+            }
+
+            let decision = self.decide(
+                &projected,
+                m,
+                m,
+                beta_last,
+                Some(CycleEnd {
+                    ended_in_breakdown,
+                    previous_wanted: &mut previous_wanted,
+                    out_of_cycles: cycles >= setup.maxiter,
+                }),
+                &mut expansion.scale,
+                monitor,
+            );
+            let Decision {
+                ritz,
+                n_converged,
+                done,
+            } = decision?;
+            if let Some(done) = done {
+                return Ok(self.finish(basis, n, m, cycles, done));
             }
 
             let keep = ranked(&ritz.values, self.which, keep_count(k, n_converged, m));
@@ -700,7 +672,159 @@ impl Cycles<'_> {
 }
 
 /// The eigen-decomposition of the projected matrix `T` (column-major `m x m`).
-fn sym_eig_projected(projected: &[f64], m: usize) -> Result<crate::core::krylov::tridiag::SymEig> {
+/// What a look at the Ritz pairs of the basis built so far decides.
+struct Decision {
+    ritz: SymEig,
+    n_converged: usize,
+    /// The pairs to return, when the run is done.
+    done: Option<Done>,
+}
+
+/// The pairs a finished run returns: their coefficients in the basis
+/// (column-major, one column per pair, ascending values) and what is known
+/// of them.
+struct Done {
+    coefficients: Vec<f64>,
+    values: Vec<f64>,
+    residuals: Vec<f64>,
+    converged: Vec<bool>,
+    all_converged: bool,
+}
+
+/// What only a cycle's end decides: the breakdown rule (which compares with
+/// the previous cycle) and running out of cycles.
+struct CycleEnd<'a> {
+    ended_in_breakdown: bool,
+    previous_wanted: &'a mut Vec<f64>,
+    out_of_cycles: bool,
+}
+
+impl Cycles<'_> {
+    /// Looks at the Ritz pairs of the first `size` basis vectors (`beta`
+    /// couples the last of them to the next): done or not, and with which
+    /// pairs. Within a cycle (`end` None) only the plain stopping rules apply.
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &self,
+        projected: &[f64],
+        m: usize,
+        size: usize,
+        beta: f64,
+        end: Option<CycleEnd<'_>>,
+        scale: &mut f64,
+        monitor: &dyn Monitor,
+    ) -> Result<Decision> {
+        let (setup, k) = (self.setup, self.wanted);
+        let ritz = if size == m {
+            sym_eig_projected(projected, m)?
+        } else {
+            sym_eig_projected(&leading_block(projected, m, size), size)?
+        };
+        let bounds: Vec<f64> = (0..size)
+            .map(|i| (beta * ritz.vectors[i * size + size - 1]).abs())
+            .collect();
+        *scale = ritz.values.iter().fold(*scale, |s, v| s.max(v.abs()));
+        let is_converged =
+            |i: usize| bounds[i] <= setup.tol * ritz.values[i].abs().max(setup.eps23);
+        let mut wanted = ranked(&ritz.values, self.which, k);
+        let n_converged = wanted.iter().filter(|&&i| is_converged(i)).count();
+        let out_of_cycles = end.as_ref().is_some_and(|e| e.out_of_cycles);
+        let finished = match self.stop {
+            Stop::Converged => match end {
+                Some(end) => {
+                    monitor.report("lanczos", n_converged, k);
+                    // A cycle that ends in an invariant subspace has zero
+                    // residuals, but eigenvalues outside it are unseen: accept
+                    // only once a further cycle, started from the fresh random
+                    // direction, leaves the wanted values unchanged.
+                    let mut wanted_values: Vec<f64> =
+                        wanted.iter().map(|&i| ritz.values[i]).collect();
+                    wanted_values.sort_by(f64::total_cmp);
+                    let stable = !end.ended_in_breakdown
+                        || (end.previous_wanted.len() == k
+                            && wanted_values.iter().zip(end.previous_wanted.iter()).all(
+                                |(a, b)| (a - b).abs() <= setup.tol * a.abs().max(setup.eps23),
+                            ));
+                    *end.previous_wanted = wanted_values;
+                    (n_converged == k && stable) || out_of_cycles
+                }
+                // Within a cycle that has not broken down.
+                None => {
+                    let done = n_converged == k;
+                    if done {
+                        monitor.report("lanczos", n_converged, k);
+                    }
+                    done
+                }
+            },
+            Stop::Beyond(limits) => {
+                // The deflated run's extreme Ritz pairs (one per end
+                // searched) must converge: then they are the extremes of
+                // the complement of the locked pairs, with the same
+                // assurance as any converged Lanczos pair. One beyond the
+                // worst wanted was missed and is returned; else none was.
+                // (A Ritz interval clear of the wanted region is not
+                // enough: on a Laplacian's tiny gaps an unconverged Ritz
+                // value sits between eigenvalues with a residual below
+                // the gap while a missed copy lies beyond it.)
+                // A pair not beyond need only be resolved from the
+                // wanted region, not converged to tol: its residual
+                // within √tol (an eigenvalue error of ~tol/gap).
+                let loose = |i: usize| {
+                    bounds[i] <= setup.tol.sqrt() * ritz.values[i].abs().max(setup.eps23)
+                };
+                let miss = wanted
+                    .iter()
+                    .copied()
+                    .find(|&i| limits.beyond(ritz.values[i]) && is_converged(i));
+                let pending = wanted.iter().any(|&i| limits.beyond(ritz.values[i]));
+                let resolved = wanted.iter().all(|&i| loose(i));
+                if miss.is_some() || (resolved && !pending) || out_of_cycles {
+                    wanted = miss.into_iter().collect();
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        let done = finished.then(|| {
+            wanted.sort_by(|&a, &b| ritz.values[a].total_cmp(&ritz.values[b]));
+            Done {
+                coefficients: gather_columns(&ritz.vectors, size, &wanted),
+                values: wanted.iter().map(|&i| ritz.values[i]).collect(),
+                residuals: wanted.iter().map(|&i| bounds[i]).collect(),
+                converged: wanted.iter().map(|&i| is_converged(i)).collect(),
+                all_converged: n_converged == k,
+            }
+        });
+        Ok(Decision {
+            ritz,
+            n_converged,
+            done,
+        })
+    }
+
+    /// The returned pairs' vectors into the first columns of the basis.
+    fn finish(&self, basis: &mut [f64], n: usize, size: usize, cycles: usize, done: Done) -> Ritz {
+        combine_in_place(basis, n, size, &done.coefficients, done.values.len());
+        Ritz {
+            cycles,
+            values: done.values,
+            residuals: done.residuals,
+            converged: done.converged,
+            all_converged: done.all_converged,
+        }
+    }
+}
+
+/// The leading `size x size` block of the `m x m` row-major `projected`.
+fn leading_block(projected: &[f64], m: usize, size: usize) -> Vec<f64> {
+    (0..size)
+        .flat_map(|r| projected[r * m..r * m + size].iter().copied())
+        .collect()
+}
+
+fn sym_eig_projected(projected: &[f64], m: usize) -> Result<SymEig> {
     crate::core::krylov::tridiag::sym_eig(projected, m)
 }
 
