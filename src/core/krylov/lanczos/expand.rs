@@ -163,7 +163,7 @@ impl Expansion {
         Ok(Step {
             alpha,
             beta,
-            in_span: beta <= BREAKDOWN_RATIO * input_norm,
+            in_span: beta <= BREAKDOWN_RATIO * input_norm.max(self.scale),
         })
     }
 
@@ -195,7 +195,11 @@ impl Expansion {
         let mut beta = norm2.sqrt();
         self.scale = self.scale.max(alpha.abs() + beta + beta_previous);
         let input_norm = (input2 + beta_previous * beta_previous).sqrt();
-        if beta <= BREAKDOWN_RATIO * input_norm {
+        // Against the operator's scale as well as this product's: a `v_j`
+        // (nearly) in the null space gives a product that is all rounding
+        // noise, of which `w` is no better a direction than its input.
+        let breakdown = BREAKDOWN_RATIO * input_norm.max(self.scale);
+        if beta <= breakdown {
             return Ok(Step {
                 alpha,
                 beta,
@@ -275,7 +279,7 @@ impl Expansion {
                 self.omega.set_measured(j, &measured, beta);
             }
         }
-        let in_span = beta <= BREAKDOWN_RATIO * input_norm;
+        let in_span = beta <= breakdown;
         Ok(Step {
             alpha,
             beta,
@@ -288,38 +292,43 @@ impl Expansion {
 pub(super) struct Scratch {
     pub(super) partials: Vec<f64>,
     pub(super) h: Vec<f64>,
-    correction: Vec<f64>,
-    check: Vec<f64>,
     listed: Vec<usize>,
     coeffs: Vec<f64>,
 }
 
-/// Replace `w` by a random unit vector orthogonal to the `ncols < n` columns of `v`.
+/// Replace `w` by a random unit vector orthogonal to the `ncols < n` columns
+/// of `v` and to the `locked` columns (column-major, may be empty).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn fresh_direction(
     v: &[f64],
     n: usize,
     ncols: usize,
+    locked: &[f64],
     w: &mut [f64],
     rng: &mut Xoshiro256PlusPlus,
     scratch: &mut Scratch,
 ) -> Result<()> {
-    let Scratch {
-        partials,
-        h,
-        correction,
-        check,
-        ..
-    } = scratch;
-    h.resize(ncols, 0.0);
-    correction.resize(ncols, 0.0);
-    check.resize(ncols, 0.0);
-    // A random vector has a component of relative size ~sqrt((n - ncols)/n)
-    // outside the span; failing twice in a row has probability ~0.
+    let Scratch { partials, h, .. } = scratch;
+    let n_locked = locked.len() / n;
+    // A random vector has a component of relative size ~sqrt(room / n)
+    // outside both spans; failing four times in a row has probability ~0
+    // unless there is no room (then the caller has a bug, reported).
     for _ in 0..4 {
         fill_random(w, rng);
-        let input_norm = sweep(v, n, ncols, w, None, partials, h).sqrt();
-        sweep(v, n, ncols, w, Some(h), partials, correction);
-        let norm = sweep(v, n, ncols, w, Some(correction), partials, check).sqrt();
+        let input_norm = norm_squared(w).sqrt();
+        let mut norm = input_norm;
+        // Two classical Gram–Schmidt passes against each block: after the
+        // second, what is left is orthogonal to both to rounding.
+        for _ in 0..2 {
+            for (columns, count) in [(locked, n_locked), (v, ncols)] {
+                if count == 0 {
+                    continue;
+                }
+                h.resize(count, 0.0);
+                sweep(columns, n, count, w, None, partials, h);
+                norm = subtract_columns(columns, n, 0, h, w, partials).sqrt();
+            }
+        }
         if norm > 1e-6 * input_norm {
             scale(w, 1.0 / norm);
             return Ok(());

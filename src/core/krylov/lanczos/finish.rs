@@ -72,6 +72,19 @@ pub(super) fn rayleigh_ritz(
     Ok((eig.values, residuals))
 }
 
+/// Makes the `q` column-major Ritz vectors in `basis[..q n]` orthonormal to
+/// rounding (the Cholesky QR of `rayleigh_ritz`, without its products): what
+/// locking needs when the caller wants eigenvalues only.
+pub(super) fn orthonormalize(basis: &mut Vec<f64>, n: usize, q: usize) {
+    basis.truncate(q * n);
+    if q == 0 {
+        return;
+    }
+    if let Some(inverse) = cholesky_inverse(&cross_gram(basis, basis, n, q), q) {
+        combine_in_place(basis, n, q, &inverse, q);
+    }
+}
+
 /// `G[i + q j] = a_iᵀ b_j` for column-major `n x q` blocks, summed over fixed
 /// row chunks in order (deterministic for any thread count).
 fn cross_gram(a: &[f64], b: &[f64], n: usize, q: usize) -> Vec<f64> {

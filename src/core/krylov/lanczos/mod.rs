@@ -39,7 +39,8 @@
 //!   arrow `β_m Y_{m,1..p}`. The number kept, `p`, follows ARPACK's adaptive
 //!   rule plus a quarter of the spare basis (see `keep_count`).
 //! * **Convergence** (ARPACK's `dsconv` rule): Ritz pair `i` has converged when
-//!   `|β_m y_{m,i}| ≤ tol · max(ε^(2/3), |θ_i|)`, with `tol = ε` when the caller
+//!   `|β_m y_{m,i}| ≤ tol · max(ε^(2/3) ‖A‖, |θ_i|)` (‖A‖ estimated by the
+//!   largest Ritz value seen), with `tol = ε` when the caller
 //!   passes 0.
 //! * **Locking** (multiplicities). A Krylov space of one vector holds one
 //!   direction per eigenspace, so copies of a repeated eigenvalue appear only
@@ -94,9 +95,10 @@ use crate::core::op::SymOp;
 mod expand;
 mod finish;
 mod restart;
+mod scaled;
 
 use expand::{fill_random, fresh_direction, norm_squared, scale, Expansion, Krylov, Scratch};
-use finish::rayleigh_ritz;
+use finish::{orthonormalize, rayleigh_ritz};
 use restart::{combine_in_place, gather_columns, keep_count, ranked};
 
 use crate::core::krylov::basis::{dot, subtract_columns, sweep, REDUCE_CHUNK};
@@ -205,6 +207,23 @@ pub fn lanczos(
     params: &LanczosParams,
     monitor: &dyn Monitor,
 ) -> Result<LanczosOutput> {
+    let scaled = scaled::PowerOfTwoScaled::new(op);
+    let mut output = lanczos_unscaled(&scaled, params, monitor)?;
+    // Exact: the factor is a power of two.
+    let undo = 1.0 / scaled.factor();
+    if undo != 1.0 {
+        output.values.iter_mut().for_each(|v| *v *= undo);
+        output.residuals.iter_mut().for_each(|r| *r *= undo);
+    }
+    Ok(output)
+}
+
+/// [`lanczos`] on an operator of ordinary scale.
+fn lanczos_unscaled(
+    op: &dyn SymOp,
+    params: &LanczosParams,
+    monitor: &dyn Monitor,
+) -> Result<LanczosOutput> {
     let n = op.dim();
     let setup = Setup::validate(n, params)?;
     let m = setup.ncv;
@@ -235,8 +254,17 @@ pub fn lanczos(
     if skip_vectors {
         return Ok(main.into_output(Vec::new(), counts, m));
     }
-    let (values, residuals) = rayleigh_ritz(op, &mut basis, n, q, monitor)?;
-    counts.n_matvec += q;
+    let (values, residuals) = if params.want_vectors {
+        let measured = rayleigh_ritz(op, &mut basis, n, q, monitor)?;
+        counts.n_matvec += q;
+        measured
+    } else {
+        // Eigenvalues only: the locked directions must be orthonormal, but
+        // polishing them costs k products the caller does not need (the
+        // values and estimates are the run's, as ARPACK returns them).
+        orthonormalize(&mut basis, n, q);
+        (main.values.clone(), main.residuals.clone())
+    };
     let mut found = Found {
         vectors: basis,
         values,
@@ -250,13 +278,18 @@ pub fn lanczos(
         let mut verify_basis = vec![0.0; (m + 1) * n];
         // The search shares `maxiter` with the main run.
         let mut cycles_left = setup.maxiter.saturating_sub(main.cycles);
+        let mut scale_seen = main.scale;
         for _ in 0..k {
             if cycles_left == 0 {
                 break;
             }
-            let Some(bounds) = Bounds::of(&found.values, params.which, k) else {
+            let Some(mut bounds) = Bounds::of(&found.values, params.which, k) else {
                 break;
             };
+            // Values within rounding (and tol) of the worst wanted one are
+            // ties, not missed pairs: the locked directions themselves sit
+            // at the shift, on the bound, and rounding moves them across.
+            bounds.margin = 64.0 * f64::EPSILON * scale_seen;
             fill_random(&mut verify_basis[..n], &mut rng);
             let mut scratch = Scratch::default();
             project_out(&found.vectors, n, &mut verify_basis[..n], &mut scratch);
@@ -288,6 +321,7 @@ pub fn lanczos(
             }
             .run(&mut verify_basis, &mut rng, &mut counts, monitor)?;
             cycles_left = cycles_left.saturating_sub(extra.cycles);
+            scale_seen = scale_seen.max(extra.scale);
             if extra.values.is_empty() {
                 break;
             }
@@ -297,6 +331,12 @@ pub fn lanczos(
                 project_out(&found.vectors, n, &mut verify_basis[..n], &mut scratch);
             }
             let norm = norm_squared(&verify_basis[..n]).sqrt();
+            if norm.is_nan() || norm <= 0.5 {
+                // A unit vector mostly in the locked span (rounding that
+                // re-entered it): not a new pair, and its remainder would
+                // not be orthogonal to the locked vectors.
+                break;
+            }
             scale(&mut verify_basis[..n], 1.0 / norm);
             let (value, residual) = rayleigh_ritz(op, &mut verify_basis, n, 1, monitor)?;
             counts.n_matvec += 1;
@@ -343,6 +383,9 @@ struct Bounds {
     high: Option<f64>,
     /// Values below this (when given) would be wanted.
     low: Option<f64>,
+    /// How far beyond a bound a value must be to count as missed (relative
+    /// tolerance `tol` is added per bound).
+    margin: f64,
 }
 
 impl Bounds {
@@ -364,16 +407,19 @@ impl Bounds {
             Which::LargestAlgebraic => Some(Bounds {
                 high: Some(lo),
                 low: None,
+                margin: 0.0,
             }),
             Which::SmallestAlgebraic => Some(Bounds {
                 high: None,
                 low: Some(hi),
+                margin: 0.0,
             }),
             Which::LargestMagnitude => {
                 let worst = picked.iter().fold(f64::INFINITY, |a, x| a.min(x.abs()));
                 Some(Bounds {
                     high: Some(worst),
                     low: Some(-worst),
+                    margin: 0.0,
                 })
             }
             Which::BothEnds => {
@@ -383,6 +429,7 @@ impl Bounds {
                 Some(Bounds {
                     high: high_bottom,
                     low: low_top,
+                    margin: 0.0,
                 })
             }
             Which::SmallestMagnitude => None,
@@ -399,8 +446,10 @@ impl Bounds {
         }
     }
 
-    fn beyond(&self, x: f64) -> bool {
-        self.high.is_some_and(|h| x > h) || self.low.is_some_and(|l| x < l)
+    /// Beyond a bound by more than the margin plus `tol` relative to it.
+    fn beyond(&self, x: f64, tol: f64) -> bool {
+        let margin = |b: f64| self.margin + tol * b.abs();
+        self.high.is_some_and(|h| x > h + margin(h)) || self.low.is_some_and(|l| x < l - margin(l))
     }
 }
 
@@ -459,6 +508,8 @@ impl Found {
 struct Ritz {
     /// Cycles the run made (restarts + 1).
     cycles: usize,
+    /// Estimate of ‖A‖ from the run.
+    scale: f64,
     values: Vec<f64>,
     residuals: Vec<f64>,
     converged: Vec<bool>,
@@ -592,10 +643,7 @@ impl Cycles<'_> {
                     0.0
                 } else if step.in_span {
                     broke_down = true;
-                    fresh_direction(v, n, j + 1, w, rng, &mut scratch)?;
-                    project_out(self.locked, n, w, &mut scratch);
-                    let norm = norm_squared(w).sqrt();
-                    scale(w, 1.0 / norm);
+                    fresh_direction(v, n, j + 1, self.locked, w, rng, &mut scratch)?;
                     expansion.omega.orthogonalized(j);
                     ended_in_breakdown = j + 1 == m;
                     0.0
@@ -684,6 +732,9 @@ struct Decision {
 /// (column-major, one column per pair, ascending values) and what is known
 /// of them.
 struct Done {
+    /// The operator's scale seen by the run (largest |Ritz value| or
+    /// recurrence coefficient sum).
+    scale: f64,
     coefficients: Vec<f64>,
     values: Vec<f64>,
     residuals: Vec<f64>,
@@ -724,8 +775,10 @@ impl Cycles<'_> {
             .map(|i| (beta * ritz.vectors[i * size + size - 1]).abs())
             .collect();
         *scale = ritz.values.iter().fold(*scale, |s, v| s.max(v.abs()));
-        let is_converged =
-            |i: usize| bounds[i] <= setup.tol * ritz.values[i].abs().max(setup.eps23);
+        // ARPACK's floor ε^(2/3) for eigenvalues near zero, relative to the
+        // operator's scale so that the rule is the same for A and 2^e A.
+        let floor = setup.eps23 * *scale;
+        let is_converged = |i: usize| bounds[i] <= setup.tol * ritz.values[i].abs().max(floor);
         let mut wanted = ranked(&ritz.values, self.which, k);
         let n_converged = wanted.iter().filter(|&&i| is_converged(i)).count();
         let out_of_cycles = end.as_ref().is_some_and(|e| e.out_of_cycles);
@@ -742,9 +795,10 @@ impl Cycles<'_> {
                     wanted_values.sort_by(f64::total_cmp);
                     let stable = !end.ended_in_breakdown
                         || (end.previous_wanted.len() == k
-                            && wanted_values.iter().zip(end.previous_wanted.iter()).all(
-                                |(a, b)| (a - b).abs() <= setup.tol * a.abs().max(setup.eps23),
-                            ));
+                            && wanted_values
+                                .iter()
+                                .zip(end.previous_wanted.iter())
+                                .all(|(a, b)| (a - b).abs() <= setup.tol * a.abs().max(floor)));
                     *end.previous_wanted = wanted_values;
                     (n_converged == k && stable) || out_of_cycles
                 }
@@ -770,14 +824,15 @@ impl Cycles<'_> {
                 // A pair not beyond need only be resolved from the
                 // wanted region, not converged to tol: its residual
                 // within √tol (an eigenvalue error of ~tol/gap).
-                let loose = |i: usize| {
-                    bounds[i] <= setup.tol.sqrt() * ritz.values[i].abs().max(setup.eps23)
-                };
+                let loose =
+                    |i: usize| bounds[i] <= setup.tol.sqrt() * ritz.values[i].abs().max(floor);
                 let miss = wanted
                     .iter()
                     .copied()
-                    .find(|&i| limits.beyond(ritz.values[i]) && is_converged(i));
-                let pending = wanted.iter().any(|&i| limits.beyond(ritz.values[i]));
+                    .find(|&i| limits.beyond(ritz.values[i], setup.tol) && is_converged(i));
+                let pending = wanted
+                    .iter()
+                    .any(|&i| limits.beyond(ritz.values[i], setup.tol));
                 let resolved = wanted.iter().all(|&i| loose(i));
                 if miss.is_some() || (resolved && !pending) || out_of_cycles {
                     wanted = miss.into_iter().collect();
@@ -790,6 +845,7 @@ impl Cycles<'_> {
         let done = finished.then(|| {
             wanted.sort_by(|&a, &b| ritz.values[a].total_cmp(&ritz.values[b]));
             Done {
+                scale: *scale,
                 coefficients: gather_columns(&ritz.vectors, size, &wanted),
                 values: wanted.iter().map(|&i| ritz.values[i]).collect(),
                 residuals: wanted.iter().map(|&i| bounds[i]).collect(),
@@ -809,6 +865,7 @@ impl Cycles<'_> {
         combine_in_place(basis, n, size, &done.coefficients, done.values.len());
         Ritz {
             cycles,
+            scale: done.scale,
             values: done.values,
             residuals: done.residuals,
             converged: done.converged,
