@@ -350,3 +350,47 @@ def test_every_solver_accepts_upper_storage():
     assert hessx.classify(half, rng=0).kind == "saddle"
     ratio = hessx.minimum_ratio(half, method="inertia", tol=1e-6)
     assert ratio.value == pytest.approx(np.mean(exact > 1e-6))
+
+
+NOT_SYMMETRIC = np.array([[1.0, -0.258572545473924], [0.0, 1.0]])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda A, **kw: hessx.eigsh(A, k=1, **kw),
+        lambda A, **kw: hessx.lanczos(A, k=1, **kw),
+        lambda A, **kw: hessx.classify(A, **kw),
+        lambda A, **kw: hessx.minimum_ratio(A, **kw),
+        lambda A, **kw: hessx.spectral_density(A, n_probes=2, rng=0, **kw),
+        lambda A, **kw: hessx.trace(A, n_probes=4, rng=0, **kw),
+        lambda A, **kw: hessx.as_operator(A, **kw),
+    ],
+    ids=[
+        "eigsh",
+        "lanczos",
+        "classify",
+        "minimum_ratio",
+        "spectral_density",
+        "trace",
+        "as_operator",
+    ],
+)
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_a_non_symmetric_matrix_is_reported_under_the_callers_name(call, sparse):
+    """Every function that takes a matrix names it A (not the DenseOperator's
+    M), writes numbers as Python does, and accepts the check_symmetric=False
+    its message suggests."""
+    A = sp.csr_array(NOT_SYMMETRIC) if sparse else NOT_SYMMETRIC
+    with pytest.raises(ValueError) as caught:
+        call(A)
+    message = str(caught.value)
+    assert message.startswith("A is not symmetric: A[0, 1] = -0.258572545473924 but A[1, 0] = ")
+    assert "check_symmetric=False" in message
+    assert "M" not in message and "e-1" not in message and "e0" not in message
+    call(A, check_symmetric=False)
+
+
+def test_check_symmetric_must_be_a_bool():
+    with pytest.raises(TypeError, match="check_symmetric"):
+        hessx.as_operator(np.eye(3), check_symmetric="no")

@@ -102,6 +102,7 @@ def classify(
     gtol: float = 1e-6,
     rng: Any = None,
     dense_limit: int = 200,
+    check_symmetric: bool = True,
 ) -> CriticalPoint:
     """Classify a point by its Hessian ``A`` (and gradient ``grad``).
 
@@ -122,6 +123,8 @@ def classify(
         For the Lanczos start vector.
     dense_limit : int, default 200
         Up to this size the Hessian is densified and solved exactly.
+    check_symmetric : bool, default True
+        Check an explicit matrix ``A`` for symmetry (``False`` skips it).
 
     Examples
     --------
@@ -130,7 +133,7 @@ def classify(
     >>> cp.kind, cp.lambda_min, cp.lambda_max
     ('saddle', -2.0, 2.0)
     """
-    op = as_operator(A)
+    op = as_operator(A, check_symmetric=check_symmetric)
     n = op.shape[0]
     rtol = default_rtol(op.dtype) if rtol is None else nonnegative_float(rtol, "rtol")
     gtol = nonnegative_float(gtol, "gtol")
@@ -276,6 +279,7 @@ def minimum_ratio(
     n_steps: int | None = None,
     progress: bool = False,
     executor: Any = None,
+    check_symmetric: bool = True,
 ) -> MinimumRatio:
     """The minimum ratio: the share of eigenvalues of ``A`` that are > tol.
 
@@ -307,6 +311,8 @@ def minimum_ratio(
         Bytes the inertia method's factorisation may take (symbolic estimate).
     n_probes, n_steps, progress, executor
         For "slq": see `hessx.spectral_density`.
+    check_symmetric : bool, default True
+        Check an explicit matrix ``A`` for symmetry (``False`` skips it).
 
     Examples
     --------
@@ -319,7 +325,7 @@ def minimum_ratio(
     >>> r.method, r.value
     ('inertia', 0.49775)
     """
-    op = as_operator(A)
+    op = as_operator(A, check_symmetric=check_symmetric)
     n = op.shape[0]
     if method not in MINIMUM_RATIO_METHODS:
         raise ValueError(f"method must be 'auto', 'exact', 'inertia' or 'slq', got {method!r}")

@@ -84,8 +84,9 @@ def _solve(
     want_vectors: bool,
     progress: bool,
     check_multiplicities: bool = True,
+    check_symmetric: bool = True,
 ) -> tuple[LanczosResult, np.dtype]:
-    op = as_operator(A)
+    op = as_operator(A, check_symmetric=check_symmetric)
     n = op.shape[0]
     k = positive_int(k, "k")
     assert k is not None
@@ -149,6 +150,7 @@ def lanczos(
     return_eigenvectors: bool = True,
     progress: bool = False,
     check_multiplicities: bool = True,
+    check_symmetric: bool = True,
 ) -> LanczosResult:
     """k extreme eigenpairs of a real symmetric operator by thick-restart Lanczos.
 
@@ -185,6 +187,9 @@ def lanczos(
         the products of resolving one more eigenvalue per end (to ``sqrt(tol)``),
         typically 20-50 % more on matrices with simple eigenvalues. Not done
         for ``which="SM"``.
+    check_symmetric : bool, default True
+        Check an explicit matrix ``A`` (ndarray or sparse) for symmetry
+        before solving; ``False`` skips the check (and trusts the caller).
 
     Examples
     --------
@@ -205,6 +210,7 @@ def lanczos(
         return_eigenvectors,
         progress,
         check_multiplicities,
+        check_symmetric,
     )
     return result
 
@@ -227,6 +233,7 @@ def eigsh(
     *,
     progress: bool = False,
     check_multiplicities: bool = True,
+    check_symmetric: bool = True,
 ) -> Any:
     """Drop-in for `scipy.sparse.linalg.eigsh` on standard real symmetric problems.
 
@@ -237,7 +244,8 @@ def eigsh(
     `hessx.NoConvergence` (a subclass of SciPy's ``ArpackNoConvergence``)
     carrying the converged pairs. Unlike ARPACK, every copy of a repeated
     extreme eigenvalue is returned (keyword-only ``check_multiplicities``,
-    default True, see `lanczos`).
+    default True, see `lanczos`). An explicit matrix is checked for symmetry
+    unless the keyword-only ``check_symmetric=False`` is passed.
 
     Examples
     --------
@@ -283,6 +291,7 @@ def eigsh(
         return_eigenvectors,
         progress,
         check_multiplicities,
+        check_symmetric,
     )
     values = result.eigenvalues.astype(dtype, copy=False)
     vectors = None if result.eigenvectors is None else result.eigenvectors.astype(dtype, copy=False)

@@ -6,8 +6,9 @@ SciPy code accepts them like any other LinearOperator.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -78,8 +79,10 @@ class CsrOperator(HessxOperator):
     ----------
     A : scipy sparse matrix or array
         Any format; CSR with float32/float64 values and int32/int64 indices is
-        used without a copy (its buffers are borrowed for every product, so do
-        not modify them in place while the operator is in use).
+        used without a copy: the operator keeps A alive and reads its buffers
+        at every product. Values changed in place change the operator;
+        indices or indptr changed in place make the next product raise
+        ``ValueError`` (build a new operator instead).
     check_symmetric : bool, default True
         Verify that A equals its transpose; raise ``ValueError`` if not.
     storage : {"full", "upper", "auto"}, default "full"
@@ -312,24 +315,33 @@ def _checked_product(
     return call
 
 
-def as_operator(obj: Any, n: int | None = None) -> HessxOperator:
+def as_operator(
+    obj: Any, n: int | None = None, *, check_symmetric: bool = True, name: str = "A"
+) -> HessxOperator:
     """Turn an ndarray, SciPy sparse matrix, LinearOperator, hessx operator or
-    callable (with ``n``) into a hessx operator."""
+    callable (with ``n``) into a hessx operator.
+
+    ``check_symmetric`` applies to explicit matrices (ndarrays and sparse
+    matrices), which are checked entry by entry; operators are taken as
+    given. ``name`` is the argument's name in error messages.
+    """
     if isinstance(obj, HessxOperator):
         return obj
+    if not isinstance(check_symmetric, (bool, np.bool_)):
+        raise TypeError(f"check_symmetric must be a bool, got {type(check_symmetric).__name__}")
     if sp.issparse(obj):
-        return CsrOperator(obj)
+        return _named(name, "A", lambda: CsrOperator(obj, check_symmetric=bool(check_symmetric)))
     if isinstance(obj, LinearOperator):
         if obj.shape[0] != obj.shape[1]:
-            raise ValueError(f"A must be square, got shape {obj.shape}")
+            raise ValueError(f"{name} must be square, got shape {obj.shape}")
         dtype = np.dtype(obj.dtype) if obj.dtype is not None else np.dtype(np.float64)
         if dtype.kind == "c":
-            raise TypeError(f"A must be real, got complex dtype {dtype}")
+            raise TypeError(f"{name} must be real, got complex dtype {dtype}")
         if dtype not in _REAL_DTYPES:
             dtype = np.dtype(np.float64)
         return CallableOperator(int(obj.shape[0]), obj.matvec, matmat=obj.matmat, dtype=dtype)
     if isinstance(obj, np.ndarray) or isinstance(obj, (list, tuple)):
-        return DenseOperator(obj)
+        return _named(name, "M", lambda: DenseOperator(obj, check_symmetric=bool(check_symmetric)))
     if callable(obj):
         if n is None:
             raise TypeError(
@@ -337,6 +349,21 @@ def as_operator(obj: Any, n: int | None = None) -> HessxOperator:
             )
         return CallableOperator(n, obj)
     raise TypeError(
-        "A must be an ndarray, a SciPy sparse matrix, a LinearOperator, a hessx operator or "
-        f"a callable with n, got {type(obj).__name__}"
+        f"{name} must be an ndarray, a SciPy sparse matrix, a LinearOperator, a hessx operator "
+        f"or a callable with n, got {type(obj).__name__}"
     )
+
+
+_Built = TypeVar("_Built")
+
+
+def _named(name: str, internal: str, build: Callable[[], _Built]) -> _Built:
+    """``build()``, its errors speaking of the caller's argument ``name``
+    instead of the constructor's parameter ``internal``."""
+    try:
+        return build()
+    except (ValueError, TypeError) as error:
+        if name == internal:
+            raise
+        message = re.sub(rf"\b{internal}(?=[\s\[.:,])", name, str(error))
+        raise type(error)(message) from None

@@ -366,6 +366,7 @@ def spectral_density(
     progress: bool = False,
     executor: Executor | None = None,
     probes_per_task: int | None = None,
+    check_symmetric: bool = True,
 ) -> SpectralDensity:
     """Stochastic Lanczos quadrature of the eigenvalue distribution of ``A``.
 
@@ -405,6 +406,8 @@ def spectral_density(
     probes_per_task : int, optional
         Probes per submitted task; default an even split over the executor's
         ``_max_workers`` when it has one, else one probe per task.
+    check_symmetric : bool, default True
+        Check an explicit matrix ``A`` for symmetry (``False`` skips it).
 
     Returns
     -------
@@ -421,7 +424,7 @@ def spectral_density(
     >>> abs(value - 0.5) < 4 * stderr
     True
     """
-    op = as_operator(A)
+    op = as_operator(A, check_symmetric=check_symmetric)
     n = int(op.shape[0])
     count = positive_int(n_probes, "n_probes")
     assert count is not None
@@ -476,6 +479,7 @@ def trace(
     progress: bool = False,
     executor: Executor | None = None,
     probes_per_task: int | None = None,
+    check_symmetric: bool = True,
 ) -> tuple[float, float]:
     """Stochastic estimate of ``trace(A)`` with its standard error.
 
@@ -498,6 +502,8 @@ def trace(
         ones exactly.
     probes_per_task : int, optional
         For "hutchinson" with an executor (see `spectral_density`).
+    check_symmetric : bool, default True
+        Check an explicit matrix ``A`` for symmetry (``False`` skips it).
 
     Returns
     -------
@@ -513,7 +519,7 @@ def trace(
     >>> est  # Rademacher probes are exact on diagonal matrices
     5050.0
     """
-    op = as_operator(A)
+    op = as_operator(A, check_symmetric=check_symmetric)
     count = positive_int(n_probes, "n_probes")
     assert count is not None
     if method not in TRACE_METHODS:

@@ -20,7 +20,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use crate::core::error::{Error, Result};
+use crate::core::error::{python_float, Error, Result};
 use crate::core::op::SymOp;
 use crate::core::sparse::csr::{check_len, par_position_first, Value};
 
@@ -79,7 +79,7 @@ impl<'a, T: Value> DenseRef<'a, T> {
         if rtol.is_nan() || rtol < 0.0 {
             return Err(Error::invalid(
                 "rtol",
-                format!("must be a non-negative number, got {rtol}"),
+                format!("must be a non-negative number, got {}", python_float(rtol)),
             ));
         }
         let n = self.n;

@@ -62,8 +62,15 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Shape { what, expected, got } => {
-                write!(f, "{what} has the wrong shape: expected {expected}, got {got}")
+            Error::Shape {
+                what,
+                expected,
+                got,
+            } => {
+                write!(
+                    f,
+                    "{what} has the wrong shape: expected {expected}, got {got}"
+                )
             }
             Error::NonFinite { what, index } => {
                 write!(f, "{what} contains NaN or Inf (first at index {index})")
@@ -76,8 +83,10 @@ impl fmt::Display for Error {
                 transpose_value,
             } => write!(
                 f,
-                "{what} is not symmetric: A[{row}, {col}] = {value:e} but A[{col}, {row}] = {transpose_value:e} \
-                 (pass check_symmetric=False to skip this check)"
+                "{what} is not symmetric: {what}[{row}, {col}] = {} but {what}[{col}, {row}] = {} \
+                 (pass check_symmetric=False to skip this check)",
+                python_float(*value),
+                python_float(*transpose_value)
             ),
             Error::InvalidArgument { what, reason } => write!(f, "{what}: {reason}"),
             Error::InvalidStructure { what, reason } => write!(f, "{what} is malformed: {reason}"),
@@ -88,6 +97,36 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// `x` as Python's `repr(float)` writes it (`2.0`, `-0.0`, `0.25`,
+/// `1e-05`, `2.5857254547e+20`): messages reach Python users, who should
+/// not have to read Rust's `2e0` or `-2.5e-1`.
+pub fn python_float(x: f64) -> String {
+    if !x.is_finite() {
+        return if x.is_nan() {
+            "nan".to_string()
+        } else if x > 0.0 {
+            "inf".to_string()
+        } else {
+            "-inf".to_string()
+        };
+    }
+    let magnitude = x.abs();
+    if x == 0.0 || (1e-4..1e16).contains(&magnitude) {
+        // Shortest round-trip digits, with Python's ".0" on integral values.
+        let plain = format!("{x}");
+        return if plain.contains('.') {
+            plain
+        } else {
+            format!("{plain}.0")
+        };
+    }
+    let scientific = format!("{x:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let sign = if exponent < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exponent.abs())
+}
 
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -104,5 +143,45 @@ pub fn check_finite<T: Copy + Into<f64>>(what: &str, values: &[T]) -> Result<()>
             index,
         }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_are_written_as_python_writes_them() {
+        for (x, python) in [
+            (2.0, "2.0"),
+            (-0.0, "-0.0"),
+            (0.0, "0.0"),
+            (0.25, "0.25"),
+            (-0.258572545473924, "-0.258572545473924"),
+            (1e-5, "1e-05"),
+            (-2.5e-300, "-2.5e-300"),
+            (1e16, "1e+16"),
+            (123456.5, "123456.5"),
+            (f64::NAN, "nan"),
+            (f64::NEG_INFINITY, "-inf"),
+        ] {
+            assert_eq!(python_float(x), python);
+        }
+    }
+
+    #[test]
+    fn asymmetry_names_the_argument_in_both_entries() {
+        let error = Error::NotSymmetric {
+            what: "A".to_string(),
+            row: 0,
+            col: 1,
+            value: 2.0,
+            transpose_value: -0.0,
+        };
+        assert_eq!(
+            error.to_string(),
+            "A is not symmetric: A[0, 1] = 2.0 but A[1, 0] = -0.0 \
+             (pass check_symmetric=False to skip this check)"
+        );
     }
 }

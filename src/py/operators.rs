@@ -158,6 +158,21 @@ impl SymOp for OnCallingThread<'_, '_> {
     }
 }
 
+/// What a panic in a borrowed CSR matrix's product means. The index arrays
+/// are SciPy's own (zero-copy), validated once at construction; a caller who
+/// rewrites them afterwards makes a product index out of bounds. The kernels
+/// are safe Rust, so that is a bounds-check panic (never undefined
+/// behaviour), caught and reported as the caller's error. Unwind safety: a
+/// product only writes its own output buffer, which the error discards.
+fn structure_changed() -> Error {
+    Error::structure(
+        "A",
+        "its indices or indptr were changed after the CsrOperator was built and no \
+         longer describe a valid matrix: build a new operator after changing A's \
+         structure (its values may change freely)",
+    )
+}
+
 pub enum OpKind {
     Csr(CsrArrays),
     Upper(UpperArrays),
@@ -181,7 +196,12 @@ impl RustOperator {
     /// Borrow the buffers and hand `f` a core operator view.
     pub fn with_op<R>(&self, py: Python<'_>, f: impl FnOnce(&dyn SymOp) -> R) -> PyResult<R> {
         match &self.kind {
-            OpKind::Csr(csr) => csr.with_op(py, f),
+            OpKind::Csr(csr) => {
+                let outcome = csr.with_op(py, |op| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(op)))
+                })?;
+                outcome.map_err(|_| super::errors::to_py(structure_changed()))
+            }
             OpKind::Upper(upper) => Ok(f(upper.as_op())),
             OpKind::Dense(dense) => dense.with_op(py, f),
             OpKind::Callable(callable) => Ok(f(callable)),
@@ -201,6 +221,12 @@ impl RustOperator {
             OpKind::Callable(callable) => run_detached(py, progress, true, |monitor, caller| {
                 work(&OnCallingThread { callable, caller }, monitor)
             }),
+            OpKind::Csr(_) => self.with_op(py, |op| {
+                run_detached(py, progress, false, |monitor, _| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(op, monitor)))
+                        .unwrap_or_else(|_| Err(structure_changed()))
+                })
+            })?,
             _ => self.with_op(py, |op| {
                 run_detached(py, progress, false, |monitor, _| work(op, monitor))
             })?,

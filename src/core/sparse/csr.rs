@@ -29,7 +29,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::core::error::{Error, Result};
+use crate::core::error::{python_float, Error, Result};
 use crate::core::op::SymOp;
 
 mod sealed {
@@ -275,7 +275,7 @@ impl<'a, T: Value, I: Index> CsrRef<'a, T, I> {
         if rtol.is_nan() || rtol < 0.0 {
             return Err(Error::invalid(
                 "rtol",
-                format!("must be a non-negative number, got {rtol}"),
+                format!("must be a non-negative number, got {}", python_float(rtol)),
             ));
         }
         let violation = if self.sorted {

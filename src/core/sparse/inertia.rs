@@ -33,7 +33,7 @@
 //! triangle (entries with column ≥ row, duplicates summed) is read, which is
 //! the lower triangle of the CSC transpose that faer factors.
 
-use crate::core::error::{check_finite, Error, Result};
+use crate::core::error::{check_finite, python_float, Error, Result};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::sparse::linalg::cholesky::{
     factorize_symbolic_cholesky, CholeskySymbolicParams, SymbolicCholesky, SymbolicCholeskyRaw,
@@ -282,7 +282,7 @@ fn inertia_of<I: Copy + TryInto<usize>, T: Copy + Into<f64>>(
         factor_inertia(&a, &symbolic)?.ok_or_else(|| {
             Error::invalid(
                 "A",
-                format!("the LBLᵀ factorisation broke down at shifts {shift} and {s}; the matrix is too ill-conditioned there"),
+                format!("the LBLᵀ factorisation broke down at shifts {} and {}; the matrix is too ill-conditioned there", python_float(shift), python_float(s)),
             )
         })
     };
@@ -307,7 +307,7 @@ pub fn inertia<I: Copy + TryInto<usize>, T: Copy + Into<f64>>(
     if !shift.is_finite() {
         return Err(Error::invalid(
             "shift",
-            format!("shift must be finite, got {shift}"),
+            format!("shift must be finite, got {}", python_float(shift)),
         ));
     }
     inertia_of(&Csr::new(n, indptr, indices, data)?, shift)
@@ -325,7 +325,7 @@ pub fn banded_counts<I: Copy + TryInto<usize>, T: Copy + Into<f64>>(
     if !(tol >= 0.0 && tol.is_finite()) {
         return Err(Error::invalid(
             "tol",
-            format!("tol must be finite and >= 0, got {tol}"),
+            format!("tol must be finite and >= 0, got {}", python_float(tol)),
         ));
     }
     let csr = Csr::new(n, indptr, indices, data)?;

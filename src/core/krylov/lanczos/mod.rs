@@ -88,7 +88,7 @@
 //!   stable algorithms for updating the Gram–Schmidt QR factorization",
 //!   Math. Comp. 30, 1976.
 
-use crate::core::error::{check_finite, Error, Result};
+use crate::core::error::{check_finite, python_float, Error, Result};
 use crate::core::monitor::Monitor;
 use crate::core::op::SymOp;
 
@@ -941,7 +941,10 @@ impl Setup {
         if !(params.tol.is_finite() && params.tol >= 0.0) {
             return Err(Error::invalid(
                 "tol",
-                format!("tol must be finite and >= 0, got {}", params.tol),
+                format!(
+                    "tol must be finite and >= 0, got {}",
+                    python_float(params.tol)
+                ),
             ));
         }
         if let Some(v0) = &params.v0 {

@@ -3,7 +3,7 @@
 //! honest standard error, and the smoothed density.
 
 use super::{FractionEstimate, SlqOutput};
-use crate::core::error::{Error, Result};
+use crate::core::error::{python_float, Error, Result};
 use crate::core::krylov::tridiag::sym_eig;
 use rayon::prelude::*;
 
@@ -192,7 +192,10 @@ pub fn density(out: &SlqOutput, grid: &[f64], sigma: f64) -> Result<Vec<f64>> {
     if !(sigma > 0.0 && sigma.is_finite()) {
         return Err(Error::invalid(
             "sigma",
-            format!("sigma must be positive and finite, got {sigma}"),
+            format!(
+                "sigma must be positive and finite, got {}",
+                python_float(sigma)
+            ),
         ));
     }
     crate::core::error::check_finite("grid", grid)?;
