@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
-from conftest import SMALL, CountingOperator, max_residual, orthogonality
+from conftest import LARGE, MEDIUM, SMALL, CountingOperator, max_residual, orthogonality, size_label
 
 import hessx
 from hessx.problems import laplacian_3d, laplacian_3d_eigenvalues
@@ -41,11 +41,12 @@ IMPLS = ["scipy", "hessx", "hessx_upper"]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("problem", ["laplacian_1m", "random_1m"])
-def test_spmv(benchmark, request, problem, impl):
-    A = request.getfixturevalue(problem)
+@pytest.mark.parametrize("problem", LARGE)
+def test_spmv(benchmark, problems, problem, impl):
+    A = problems(problem, "large")
+    label = f"{problem}_{size_label(A.shape[0])}"
     x = _x(A.shape[0])
-    benchmark.group = f"spmv {problem}"
+    benchmark.group = f"spmv {label}"
     product = _product(impl, A)
     y = benchmark(product, x)
     np.testing.assert_allclose(y, A @ x, rtol=1e-12, atol=1e-12 * np.abs(y).max())
@@ -56,11 +57,12 @@ def test_spmv(benchmark, request, problem, impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("problem", ["laplacian_1m", "random_1m"])
-def test_spmm8(benchmark, request, problem, impl):
-    A = request.getfixturevalue(problem)
+@pytest.mark.parametrize("problem", LARGE)
+def test_spmm8(benchmark, problems, problem, impl):
+    A = problems(problem, "large")
+    label = f"{problem}_{size_label(A.shape[0])}"
     X = np.random.default_rng(1).standard_normal((A.shape[0], 8))
-    benchmark.group = f"spmm8 {problem}"
+    benchmark.group = f"spmm8 {label}"
     product = _product(impl, A)
     Y = benchmark(product, X)
     np.testing.assert_allclose(Y, A @ X, rtol=1e-12, atol=1e-12 * np.abs(Y).max())
@@ -68,15 +70,16 @@ def test_spmm8(benchmark, request, problem, impl):
     benchmark.extra_info["GB/s"] = nbytes / benchmark.stats.stats.median / 1e9
 
 
-@pytest.mark.parametrize("problem", ["laplacian_1m", "random_1m"])
-def test_copy_of_the_same_bytes(benchmark, request, problem):
+@pytest.mark.parametrize("problem", LARGE)
+def test_copy_of_the_same_bytes(benchmark, problems, problem):
     """The physical floor for an SpMV: a NumPy copy of the bytes one
     upper-storage product moves (read them, write as many)."""
-    A = request.getfixturevalue(problem)
+    A = problems(problem, "large")
+    label = f"{problem}_{size_label(A.shape[0])}"
     nbytes = hessx.CsrOperator(A, storage="upper").nbytes + 2 * A.shape[0] * 8
     src = np.ones(nbytes // 16)
     dst = np.empty_like(src)
-    benchmark.group = f"spmv {problem}"
+    benchmark.group = f"spmv {label}"
     benchmark(np.copyto, dst, src)
     benchmark.extra_info["bytes read"] = src.nbytes
     benchmark.extra_info["copy GB/s (read + write)"] = (
@@ -109,11 +112,12 @@ def _record(benchmark, A, w, v, n_matvec):
 @pytest.mark.parametrize("impl", ["scipy", "hessx", "hessx_nocheck"])
 @pytest.mark.parametrize("tol", [1e-8, 0.0])
 @pytest.mark.parametrize("which", ["LA", "SA", "BE"])
-@pytest.mark.parametrize("problem", ["laplacian_100k", "random_100k"])
-def test_eigsh_100k(benchmark, request, problem, which, tol, impl):
-    A = request.getfixturevalue(problem)
+@pytest.mark.parametrize("problem", MEDIUM)
+def test_eigsh_medium(benchmark, problems, problem, which, tol, impl):
+    A = problems(problem, "medium")
+    label = f"{problem}_{size_label(A.shape[0])}"
     v0 = _x(A.shape[0], 2)
-    benchmark.group = f"eigsh k=6 {which} tol={tol} {problem}"
+    benchmark.group = f"eigsh k=6 {which} tol={tol} {label}"
     w, v, n_matvec = benchmark.pedantic(
         lambda: _solve(impl, A, which, tol, v0), rounds=1, iterations=1
     )
@@ -126,16 +130,17 @@ def test_eigsh_100k(benchmark, request, problem, which, tol, impl):
 
 @pytest.mark.parametrize("impl", ["scipy", "hessx"])
 @pytest.mark.parametrize("which", ["LA", "SA", "BE"])
-@pytest.mark.parametrize("problem", ["laplacian_1m", "random_1m"])
-def test_eigsh_1m(benchmark, request, problem, which, impl):
+@pytest.mark.parametrize("problem", LARGE)
+def test_eigsh_large(benchmark, problems, problem, which, impl):
     """k=6, tol=1e-8 at 1M rows, SciPy uncapped, the same v0 for both."""
-    A = request.getfixturevalue(problem)
+    A = problems(problem, "large")
+    label = f"{problem}_{size_label(A.shape[0])}"
     v0 = _x(A.shape[0], 3)
-    benchmark.group = f"eigsh k=6 {which} tol=1e-8 {problem}"
+    benchmark.group = f"eigsh k=6 {which} tol=1e-8 {label}"
     w, v, n_matvec = benchmark.pedantic(
         lambda: _solve(impl, A, which, 1e-8, v0), rounds=1, iterations=1
     )
-    key = (problem, which, "1m")
+    key = (problem, which, "large")
     if key in _REFERENCE:
         np.testing.assert_allclose(np.sort(w), np.sort(_REFERENCE[key]), rtol=1e-6, atol=1e-8)
     else:

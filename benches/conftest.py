@@ -16,24 +16,39 @@ M_LARGE = 30 if SMALL else 100  # 100^3 = 1,000,000 rows
 M_MEDIUM = 20 if SMALL else 46  # 46^3 = 97,336 rows
 
 
-@pytest.fixture(scope="session")
-def laplacian_1m():
-    return laplacian_3d(M_LARGE, weights=(1.0, 1.1, 1.2), shift=1.5)
+def size_label(rows):
+    """1,000,000 -> "1m", 97,336 -> "97k": benchmark ids say the size they ran."""
+    if rows >= 1_000_000:
+        return f"{rows / 1e6:.3g}m"
+    return f"{rows // 1000}k"
+
+
+LARGE_ROWS, MEDIUM_ROWS = M_LARGE**3, M_MEDIUM**3
+# Parametrisations by fixture name, with ids that carry the size (the smoke
+# run's 27k-row problems are not called "1m").
+LARGE = [
+    pytest.param(name, id=f"{name}_{size_label(LARGE_ROWS)}") for name in ("laplacian", "random")
+]
+MEDIUM = [
+    pytest.param(name, id=f"{name}_{size_label(MEDIUM_ROWS)}") for name in ("laplacian", "random")
+]
 
 
 @pytest.fixture(scope="session")
-def random_1m():
-    return random_symmetric(M_LARGE**3, 16, rng=0)
+def problems():
+    """Problems by (name, size), built once per session on first use."""
+    cache = {}
 
+    def get(name, size):
+        if (name, size) not in cache:
+            m, seed = (M_LARGE, 0) if size == "large" else (M_MEDIUM, 1)
+            if name == "laplacian":
+                cache[name, size] = laplacian_3d(m, weights=(1.0, 1.1, 1.2), shift=1.5)
+            else:
+                cache[name, size] = random_symmetric(m**3, 16, rng=seed)
+        return cache[name, size]
 
-@pytest.fixture(scope="session")
-def laplacian_100k():
-    return laplacian_3d(M_MEDIUM, weights=(1.0, 1.1, 1.2), shift=1.5)
-
-
-@pytest.fixture(scope="session")
-def random_100k():
-    return random_symmetric(M_MEDIUM**3, 16, rng=1)
+    return get
 
 
 class CountingOperator(LinearOperator):
