@@ -301,7 +301,9 @@ def minimum_ratio(
         zeros, which a network's symmetries give many of, is not counted as
         positive): ``sqrt(eps) * max|lambda|`` for the operator's dtype
         ("exact", "inertia"; the inertia counts are reliable from about
-        ``1e-8 * max|A|``); ``max(sqrt(eps), 1e-4) * max|lambda|`` for "slq",
+        ``1e-8 * max|A|``: where ``A -/+ tol I`` is exactly singular, the
+        eigenvalues within ``2**-26 * (max|A| + tol)`` of the threshold count
+        as zero); ``max(sqrt(eps), 1e-4) * max|lambda|`` for "slq",
         whose error bar is wide for thresholds closer to an eigenvalue cluster
         than the cluster's Ritz residuals (about ``1e-5 * max|lambda|`` after
         80 steps). Pass ``tol`` to compare methods at one threshold.
