@@ -1003,8 +1003,7 @@ pub(crate) mod tests {
             .check_symmetric(f32::SYMMETRY_RTOL)
             .unwrap_err();
         assert!(
-            err.to_string()
-                .contains("A[0, 1] = 2.5e0 but A[1, 0] = 2e0"),
+            err.to_string().contains("A[0, 1] = 2.5 but A[1, 0] = 2.0"),
             "{err}"
         );
         assert!(matches!(
