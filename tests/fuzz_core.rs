@@ -234,7 +234,7 @@ impl CsrInput {
             return None;
         }
         let mut y = vec![0.0; n];
-        for r in 0..n {
+        for (r, yr) in y.iter_mut().enumerate() {
             let (a, b) = (self.indptr[r], self.indptr[r + 1]);
             if a < 0 || b < a || b as usize > self.indices.len() {
                 return None;
@@ -244,7 +244,7 @@ impl CsrInput {
                 if c < 0 || c as usize >= n || !self.data[k].is_finite() {
                     return None;
                 }
-                y[r] += self.data[k] * x[c as usize];
+                *yr += self.data[k] * x[c as usize];
             }
         }
         Some(y)
