@@ -484,8 +484,8 @@ fn inertia_target(input: &[u8]) -> Result<(), String> {
         || counts.positive > n - sure_below
     {
         return Err(format!(
-            "inertia {counts:?} at shift {shift} vs eigenvalues {:?}",
-            eig.values
+            "inertia {counts:?} at shift {shift:e} vs eigenvalues {:?} of n {n} indptr {:?} indices {:?} data {:?}",
+            eig.values, m.indptr, m.indices, m.data
         ));
     }
     Ok(())

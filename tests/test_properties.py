@@ -262,3 +262,26 @@ def test_three_copies_of_a_block_give_the_top_eigenvalue_three_times():
     top = np.linalg.eigvalsh(a.toarray().astype(np.float64))[-1]
     got = hessx.eigsh(a, k=3, which="LA", return_eigenvectors=False, rng=0)
     np.testing.assert_allclose(got, [top] * 3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-20, 1e-6])
+def test_inertia_is_not_fooled_by_rounding_sized_entries(tol):
+    """Found by the Rust fuzzer: entries of 2e-23 beside zero diagonals made a
+    pivot of rounding size and the inertia method counted 3 negative
+    eigenvalues of 6 for 2 (minimum ratio 0.5 for 0.667)."""
+    indptr = np.array([0, 3, 6, 10, 13, 17, 19])
+    indices = np.array([0, 2, 5, 2, 3, 4, 0, 1, 4, 5, 1, 3, 4, 1, 2, 3, 4, 0, 2])
+    t = 2.1219355282769465e-23
+    data = np.array(
+        [-5.9375, 0.0, -1.8125, 2.375, 0.0, 3.4375, 0.0, 2.375, -6.125, t]
+        + [0.0, 2.5, 2.75, 3.4375, -6.125, 2.75, 6.25, -1.8125, t]
+    )
+    A = sp.csr_array((data, indices, indptr), shape=(6, 6))
+    exact = np.mean(np.linalg.eigvalsh(A.toarray()) > tol)
+    for method in ("inertia", "auto"):
+        r = hessx.minimum_ratio(A, method=method, tol=tol, dense_limit=2, rng=0)
+        assert r.method in ("inertia", "slq")
+        if r.method == "inertia":
+            assert r.value == exact
+        else:
+            assert abs(r.value - exact) <= 3 * r.stderr + 1e-12

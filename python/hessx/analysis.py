@@ -294,7 +294,9 @@ def minimum_ratio(
         (`hessx.spectral_density`), with a standard error that covers both the
         sampling and the quadrature error. "auto" picks "exact" up to
         ``dense_limit`` rows, else "inertia" for a sparse matrix whose factor
-        fits in ``max_memory`` bytes, else "slq"; ``.method`` says which ran.
+        fits in ``max_memory`` bytes (and falls back to "slq" should the
+        factorisation grow too much to be trusted, which "inertia" reports as
+        ``ValueError``), else "slq"; ``.method`` says which ran.
     tol : float, optional
         Eigenvalues within ``±tol`` count as zero. Default, relative to the
         spectrum's scale ``max|lambda|`` (so rounding noise around exact
@@ -373,8 +375,18 @@ def minimum_ratio(
         assert csr is not None
         if tol is None:
             tol = float(np.sqrt(eps) * _spectral_scale(op, matrix, rng))
-        below_count, within_count, above_count = _hessx.inertia_counts(*csr, tol)
-        return _exact_ratio("inertia", n, tol, below_count / n, within_count / n, above_count / n)
+        try:
+            below_count, within_count, above_count = _hessx.inertia_counts(*csr, tol)
+        except ValueError:
+            # The factorisation broke down or grew too much to be trusted
+            # (the error says which); "auto" estimates instead.
+            if method == "inertia":
+                raise
+            chosen = "slq"
+        else:
+            return _exact_ratio(
+                "inertia", n, tol, below_count / n, within_count / n, above_count / n
+            )
     if chosen == "slq":
         from .spectrum import spectral_density
 

@@ -169,11 +169,31 @@ fn symbolic_of(a: &SparseColMat<usize, f64>) -> Result<SymbolicCholesky<usize>> 
     .map_err(|e| Error::invalid("A", format!("symbolic factorisation failed: {e:?}")))
 }
 
-/// Inertia of B, or None when a pivot is zero or non-finite.
+/// Growth `max_i (|L| |B| |Lᵀ|)_ii / max|A − σI|` beyond which a
+/// factorisation is not trusted. The backward error bound `ε · growth` is
+/// pessimistic: near a singular shift the pivots are legitimately ~δ and the
+/// growth ~1e8 while the counts stay exact (the 15³ Laplacian at its 6-fold
+/// eigenvalue, a test), whereas a pivot made tiny by rounding-level entries
+/// (the fuzzer's counterexample, entries of 1e-23 beside a zero diagonal)
+/// grows the factor by 1e40 and more. 2^40 separates the two.
+const GROWTH_LIMIT: f64 = 1_099_511_627_776.0; // 2^40
+
+/// What one factorisation of `A − σI` says.
+enum Factored {
+    /// The inertia of B, trustworthy.
+    Clean(Inertia),
+    /// A zero or non-finite pivot: `A − σI` is (nearly) singular.
+    Singular,
+    /// Pivots so small that the factor grew by this factor (pivoting within
+    /// supernodes could not avoid them): the counts cannot be trusted.
+    Unstable(f64),
+}
+
+/// Factors `a` and reads the inertia of B off the pivots.
 fn factor_inertia(
     a: &SparseColMat<usize, f64>,
     symbolic: &SymbolicCholesky<usize>,
-) -> Result<Option<Inertia>> {
+) -> Result<Factored> {
     let n = a.nrows();
     let par = Par::rayon(0);
     let mut values = Vec::new();
@@ -216,6 +236,9 @@ fn factor_inertia(
         }
         true
     };
+    // Per row of the factor, Σ_j L_ij² |B_j| (supernodal only: the
+    // simplicial layout has L = I).
+    let mut growth = vec![0.0f64; n];
     let clean = match symbolic.raw() {
         // faer picks the simplicial layout only when the factor needs no
         // floating-point work beyond its diagonal (L = I): each column then
@@ -231,7 +254,36 @@ fn factor_inertia(
                 let ncols = supernodal.supernode_end()[s] - start;
                 let block = &values[col_ptr[s]..col_ptr[s + 1]];
                 let nrows = block.len() / ncols;
+                let pattern = supernodal.supernode(s).pattern();
                 let diagonal = |j: usize| block[j * nrows + j];
+                // (|L| |B| |Lᵀ|)_ii = Σ_j L_ij² |B_j|, with a 2x2 block's
+                // largest entry standing for |B_j| of both its columns.
+                let mut j = 0;
+                while j < ncols {
+                    let off = subdiag[start + j];
+                    let pair = off != 0.0 && j + 1 < ncols;
+                    let width = if pair { 2 } else { 1 };
+                    let mut pivot = (0..width).fold(off.abs(), |m, c| m.max(diagonal(j + c).abs()));
+                    if !pivot.is_finite() {
+                        pivot = f64::INFINITY;
+                    }
+                    for c in j..j + width {
+                        growth[start + c] += pivot;
+                        for (i, l) in block[c * nrows..(c + 1) * nrows]
+                            .iter()
+                            .enumerate()
+                            .skip(j + width)
+                        {
+                            let row = if i < ncols {
+                                start + i
+                            } else {
+                                pattern[i - ncols]
+                            };
+                            growth[row] += l * l * pivot;
+                        }
+                    }
+                    j += width;
+                }
                 let mut j = 0;
                 while clean && j < ncols {
                     let off = subdiag[start + j];
@@ -257,13 +309,18 @@ fn factor_inertia(
         }
     };
     if !clean {
-        return Ok(None);
+        return Ok(Factored::Singular);
     }
     // Non-finite entries below the diagonal mean a breakdown the pivots hid.
     if values.iter().any(|v| !v.is_finite()) {
-        return Ok(None);
+        return Ok(Factored::Singular);
     }
-    Ok(Some(inertia))
+    let scale = a.val().iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let largest = growth.iter().fold(0.0f64, |m, g| m.max(*g));
+    if scale > 0.0 && largest > GROWTH_LIMIT * scale {
+        return Ok(Factored::Unstable(largest / scale));
+    }
+    Ok(Factored::Clean(inertia))
 }
 
 fn inertia_of<I: Copy + TryInto<usize>, T: Copy + Into<f64>>(
@@ -272,19 +329,32 @@ fn inertia_of<I: Copy + TryInto<usize>, T: Copy + Into<f64>>(
 ) -> Result<Inertia> {
     let a = csr.shifted_lower(shift)?;
     let symbolic = symbolic_of(&a)?;
-    if let Some(found) = factor_inertia(&a, &symbolic)? {
+    let first = factor_inertia(&a, &symbolic)?;
+    if let Factored::Clean(found) = first {
         return Ok(found);
     }
-    // Singular at the shift: count on both sides of it.
+    // Singular (or unstable) at the shift: count on both sides of it, where
+    // the tiny pivots are ±δ instead of 0.
     let delta = (csr.max_abs() + shift.abs()).max(f64::MIN_POSITIVE) * (-26f64).exp2();
     let side = |s: f64| -> Result<Inertia> {
         let a = csr.shifted_lower(s)?;
-        factor_inertia(&a, &symbolic)?.ok_or_else(|| {
-            Error::invalid(
+        match factor_inertia(&a, &symbolic)? {
+            Factored::Clean(found) => Ok(found),
+            Factored::Singular => Err(Error::invalid(
                 "A",
                 format!("the LBLᵀ factorisation broke down at shifts {} and {}; the matrix is too ill-conditioned there", python_float(shift), python_float(s)),
-            )
-        })
+            )),
+            Factored::Unstable(growth) => Err(Error::invalid(
+                "A",
+                format!(
+                    "the sparse LBLᵀ factorisation at shift {} grew by a factor of {} (tiny pivots that \
+                     pivoting within supernodes could not avoid), so its inertia cannot be trusted; \
+                     use method='exact' (dense eigenvalues) or method='slq'",
+                    python_float(s),
+                    python_float(growth)
+                ),
+            )),
+        }
     };
     let below = side(shift - delta)?;
     let above = side(shift + delta)?;
@@ -533,6 +603,27 @@ mod tests {
             got.negative,
             values.iter().filter(|&&l| l < shift - 1e-9).count()
         );
+    }
+
+    /// Found by the fuzzer: entries of 2e-23 beside zero diagonals gave a
+    /// pivot of rounding size and counted (3, 0, 3) for eigenvalues
+    /// [-6.45, -6.39, 0.51, 1.74, 2.42, 10.98]. The factor's growth now
+    /// exposes it: the counts come from shifts ±δ, or a clean error.
+    #[test]
+    fn rounding_sized_pivots_do_not_give_wrong_counts() {
+        let indptr = [0i64, 3, 6, 10, 13, 17, 19];
+        let indices = [0i64, 2, 5, 2, 3, 4, 0, 1, 4, 5, 1, 3, 4, 1, 2, 3, 4, 0, 2];
+        let tiny = 2.1219355282769465e-23;
+        let data = [
+            -5.9375, 0.0, -1.8125, 2.375, 0.0, 3.4375, 0.0, 2.375, -6.125, tiny, 0.0, 2.5, 2.75,
+            3.4375, -6.125, 2.75, 6.25, -1.8125, tiny,
+        ];
+        for shift in [0.0, 1.741489790896152e-140, 1e-20] {
+            match inertia(6, &indptr, &indices, &data, shift) {
+                Ok(got) => assert_eq!((got.negative, got.zero, got.positive), (2, 0, 4)),
+                Err(e) => assert!(e.to_string().contains("cannot be trusted"), "{e}"),
+            }
+        }
     }
 
     #[test]
