@@ -62,9 +62,11 @@ def test_lanczos_100_steps(benchmark, problem):
     res = benchmark.pedantic(
         lambda: hessx.lanczos(H, k=1, which="BE", ncv=100, maxiter=1, rng=0), rounds=1, iterations=1
     )
-    # 100 Lanczos steps, then one product for the final Rayleigh-Ritz step
-    # (maxiter=1 leaves no cycle for the multiplicity search).
-    assert res.n_matvec == 100 + 1
+    # At most 100 Lanczos steps (fewer when the pair converges earlier, as on
+    # the smoke run's small network), then one product for the final
+    # Rayleigh-Ritz step (maxiter=1 leaves no cycle for the multiplicity search).
+    assert res.n_matvec <= 100 + 1
+    benchmark.extra_info["n_matvec"] = res.n_matvec
     benchmark.extra_info["eigenvalues"] = res.eigenvalues.tolist()
     benchmark.extra_info["residuals"] = res.residuals.tolist()
 
