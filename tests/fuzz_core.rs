@@ -24,7 +24,7 @@
 use hessx::core::dense::DenseRef;
 use hessx::core::krylov::tridiag::{sym_eig, tridiag_eig};
 use hessx::core::op::SymOp;
-use hessx::core::sparse::csr::CsrRef;
+use hessx::core::sparse::csr::{CsrRef, Index, Value};
 use hessx::core::sparse::inertia::inertia;
 use hessx::core::sparse::upper::UpperCsr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -267,6 +267,56 @@ fn close(got: &[f64], want: &[f64], scale: f64) -> bool {
             .all(|(g, w)| g == w || (g - w).abs() <= 1e-9 * scale.max(1e-300))
 }
 
+/// The largest product entry a row sum can reach, the scale `close` compares at.
+fn product_scale(data: &[f64], n: usize) -> f64 {
+    data.iter().fold(0.0f64, |a, v| a.max(v.abs())) * n.max(1) as f64 * 2.0
+}
+
+/// Builds the CSR matrix from the given arrays and checks the verdict
+/// against the harness's own: accepted exactly when `reference` exists, and
+/// then every product (full storage, and half storage when symmetric) equal
+/// to it. Symmetry is a separate check from `CsrRef::new`'s structural one,
+/// run here too (it must not panic either way).
+fn check_csr<T: Value, I: Index>(
+    m: &CsrInput,
+    indptr: &[I],
+    indices: &[I],
+    data: &[T],
+    x: &[f64],
+    reference: &Option<Vec<f64>>,
+    scale: f64,
+) -> Result<(), String> {
+    let n = m.nrows;
+    let csr = match (
+        CsrRef::new(m.nrows, m.ncols, indptr, indices, data),
+        reference,
+    ) {
+        (Err(_), None) => return Ok(()),
+        (Err(_), Some(_)) => return Err("a valid matrix was rejected".to_string()),
+        (Ok(_), None) => return Err("an invalid matrix was accepted".to_string()),
+        (Ok(csr), Some(_)) => csr,
+    };
+    let want = reference.as_ref().expect("checked above");
+    let mut products = Vec::new();
+    let mut y = vec![0.0; n];
+    csr.apply(x, &mut y)
+        .map_err(|e| format!("product failed: {e}"))?;
+    products.push(y);
+    if csr.check_symmetric(0.0).is_ok() {
+        let mut z = vec![0.0; n];
+        UpperCsr::from_csr(&csr)
+            .apply(x, &mut z)
+            .map_err(|e| format!("half product failed: {e}"))?;
+        products.push(z);
+    }
+    for got in &products {
+        if !close(got, want, scale) {
+            return Err(format!("product {got:?} differs from {want:?}"));
+        }
+    }
+    Ok(())
+}
+
 fn csr_target(input: &[u8]) -> Result<(), String> {
     let mut b = Bytes::new(input);
     let m = CsrInput::decode(&mut b);
@@ -275,53 +325,7 @@ fn csr_target(input: &[u8]) -> Result<(), String> {
     let x: Vec<f64> = (0..n.min(1 << 17))
         .map(|i| 1.0 + (i % 7) as f64 * 0.25)
         .collect();
-    let reference = m.reference_product(&x);
-    let scale: f64 = m.data.iter().fold(0.0f64, |a, v| a.max(v.abs())) * n.max(1) as f64 * 2.0;
-    let use_f32 = b.u8() % 3 == 0;
-    let check = |built: bool,
-                 product: Option<Vec<f64>>,
-                 upper: Option<Vec<f64>>,
-                 tol_scale: f64|
-     -> Result<(), String> {
-        match (&reference, built) {
-            (None, true) => Err("an invalid matrix was accepted".to_string()),
-            (Some(_), false) => Err("a valid matrix was rejected".to_string()),
-            (Some(want), true) => {
-                for got in product.iter().chain(upper.iter()) {
-                    if !close(got, want, tol_scale) {
-                        return Err(format!("product {got:?} differs from {want:?}"));
-                    }
-                }
-                Ok(())
-            }
-            (None, false) => Ok(()),
-        }
-    };
-    // Validity ignores symmetry: CsrRef::new checks structure; symmetry is a
-    // separate check, run here too (it must not panic either way).
-    macro_rules! run {
-        ($indptr:expr, $indices:expr, $data:expr, $tol:expr) => {{
-            match CsrRef::new(m.nrows, m.ncols, $indptr, $indices, $data) {
-                Err(_) => check(false, None, None, $tol),
-                Ok(csr) => {
-                    let mut y = vec![0.0; n];
-                    csr.apply(&x, &mut y)
-                        .map_err(|e| format!("product failed: {e}"))?;
-                    let upper = if csr.check_symmetric(0.0).is_ok() {
-                        let half = UpperCsr::from_csr(&csr);
-                        let mut z = vec![0.0; n];
-                        half.apply(&x, &mut z)
-                            .map_err(|e| format!("half product failed: {e}"))?;
-                        Some(z)
-                    } else {
-                        None
-                    };
-                    check(true, Some(y), upper, $tol)
-                }
-            }
-        }};
-    }
-    if use_f32 {
+    if b.u8() % 3 == 0 {
         let data32: Vec<f32> = m.data.iter().map(|&v| v as f32).collect();
         // f32 rounding changes values (1e300 becomes inf): compare with the
         // f32 matrix's own reference.
@@ -331,35 +335,23 @@ fn csr_target(input: &[u8]) -> Result<(), String> {
             indices: m.indices.clone(),
             ..m
         };
-        let reference32 = m32.reference_product(&x);
-        let scale32: f64 =
-            m32.data.iter().fold(0.0f64, |a, v| a.max(v.abs())) * n.max(1) as f64 * 2.0;
-        let check32 = |built: bool, product: Option<Vec<f64>>| match (&reference32, built) {
-            (None, true) => Err("an invalid f32 matrix was accepted".to_string()),
-            (Some(_), false) => Err("a valid f32 matrix was rejected".to_string()),
-            (Some(want), true) => {
-                let got = product.unwrap_or_default();
-                if close(&got, want, scale32) {
-                    Ok(())
-                } else {
-                    Err(format!("f32 product {got:?} vs {want:?}"))
-                }
-            }
-            (None, false) => Ok(()),
-        };
-        return match CsrRef::new(m32.nrows, m32.ncols, &m32.indptr, &m32.indices, &data32) {
-            Err(_) => check32(false, None),
-            Ok(csr) => {
-                let mut y = vec![0.0; n];
-                csr.apply(&x, &mut y)
-                    .map_err(|e| format!("product failed: {e}"))?;
-                check32(true, Some(y))
-            }
-        };
+        let reference = m32.reference_product(&x);
+        let scale = product_scale(&m32.data, n);
+        return check_csr(
+            &m32,
+            &m32.indptr,
+            &m32.indices,
+            &data32,
+            &x,
+            &reference,
+            scale,
+        );
     }
-    run!(&m.indptr, &m.indices, &m.data, scale)?;
+    let reference = m.reference_product(&x);
+    let scale = product_scale(&m.data, n);
+    check_csr(&m, &m.indptr, &m.indices, &m.data, &x, &reference, scale)?;
     match (fits_i32(&m.indptr), fits_i32(&m.indices)) {
-        (Some(p), Some(i)) => run!(&p, &i, &m.data, scale),
+        (Some(p), Some(i)) => check_csr(&m, &p, &i, &m.data, &x, &reference, scale),
         // Indices beyond i32 are SciPy's int64 case only.
         _ => Ok(()),
     }

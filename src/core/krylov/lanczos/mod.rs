@@ -283,13 +283,13 @@ fn lanczos_unscaled(
             if cycles_left == 0 {
                 break;
             }
-            let Some(mut bounds) = Bounds::of(&found.values, params.which, k) else {
-                break;
-            };
             // Values within rounding (and tol) of the worst wanted one are
             // ties, not missed pairs: the locked directions themselves sit
             // at the shift, on the bound, and rounding moves them across.
-            bounds.margin = 64.0 * f64::EPSILON * scale_seen;
+            let margin = 64.0 * f64::EPSILON * scale_seen;
+            let Some(bounds) = Bounds::of(&found.values, params.which, k, margin) else {
+                break;
+            };
             fill_random(&mut verify_basis[..n], &mut rng);
             let mut scratch = Scratch::default();
             project_out(&found.vectors, n, &mut verify_basis[..n], &mut scratch);
@@ -391,7 +391,8 @@ struct Bounds {
 impl Bounds {
     /// The worst wanted value at each end `which` draws from; `None` for
     /// smallest magnitude (an interior problem: nothing to verify cheaply).
-    fn of(values: &[f64], which: Which, k: usize) -> Option<Bounds> {
+    /// `margin`: see [`Bounds::margin`].
+    fn of(values: &[f64], which: Which, k: usize, margin: f64) -> Option<Bounds> {
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
         let picked: Vec<f64> = ranked(&sorted, which, k)
@@ -407,19 +408,19 @@ impl Bounds {
             Which::LargestAlgebraic => Some(Bounds {
                 high: Some(lo),
                 low: None,
-                margin: 0.0,
+                margin,
             }),
             Which::SmallestAlgebraic => Some(Bounds {
                 high: None,
                 low: Some(hi),
-                margin: 0.0,
+                margin,
             }),
             Which::LargestMagnitude => {
                 let worst = picked.iter().fold(f64::INFINITY, |a, x| a.min(x.abs()));
                 Some(Bounds {
                     high: Some(worst),
                     low: Some(-worst),
-                    margin: 0.0,
+                    margin,
                 })
             }
             Which::BothEnds => {
@@ -429,7 +430,7 @@ impl Bounds {
                 Some(Bounds {
                     high: high_bottom,
                     low: low_top,
-                    margin: 0.0,
+                    margin,
                 })
             }
             Which::SmallestMagnitude => None,

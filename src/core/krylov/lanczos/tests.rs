@@ -700,20 +700,9 @@ fn perf_million() {
 
     // Per-step cost of the orthogonalization against 20 basis vectors.
     let ncv = 20;
-    let mut basis = vec![0.0; (ncv + 1) * n];
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
-    fill_random(&mut basis, &mut rng);
+    let mut basis = orthonormal_basis(n, ncv, &mut rng);
     let mut scratch = Scratch::default();
-    for j in 0..ncv {
-        let (v, rest) = basis.split_at_mut(j * n);
-        let w = &mut rest[..n];
-        if j > 0 {
-            fresh_direction(v, n, j, &[], w, &mut rng, &mut scratch).unwrap();
-        } else {
-            let norm = norm_squared(w).sqrt();
-            scale(w, 1.0 / norm);
-        }
-    }
     let (v, rest) = basis.split_at_mut(ncv * n);
     let w = &mut rest[..n];
     let mut fresh = vec![0.0; n];
@@ -842,20 +831,9 @@ fn perf_compare_small() {
 fn perf_kernels() {
     let n = 1_000_000;
     let ncv = 20;
-    let mut basis = vec![0.0; (ncv + 1) * n];
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
-    fill_random(&mut basis, &mut rng);
+    let mut basis = orthonormal_basis(n, ncv, &mut rng);
     let mut scratch = Scratch::default();
-    for j in 0..ncv {
-        let (v, rest) = basis.split_at_mut(j * n);
-        let w = &mut rest[..n];
-        if j > 0 {
-            fresh_direction(v, n, j, &[], w, &mut rng, &mut scratch).unwrap();
-        } else {
-            let norm = norm_squared(w).sqrt();
-            scale(w, 1.0 / norm);
-        }
-    }
     let (v, rest) = basis.split_at_mut(ncv * n);
     let w = &mut rest[..n];
     let mut fresh = vec![0.0; n];
@@ -1003,6 +981,21 @@ fn perf_overhead() {
             .and_then(|s| s.parse().ok());
         report("laplacian 100^3 k=6 LA tol=1e-8", &op, &p);
     }
+}
+
+/// `ncv` random orthonormal columns of length `n` followed by one spare
+/// column: the basis the perf tests sweep against.
+fn orthonormal_basis(n: usize, ncv: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<f64> {
+    let mut basis = vec![0.0; (ncv + 1) * n];
+    let mut scratch = Scratch::default();
+    fill_random(&mut basis[..n], rng);
+    let norm = norm_squared(&basis[..n]).sqrt();
+    scale(&mut basis[..n], 1.0 / norm);
+    for j in 1..ncv {
+        let (v, rest) = basis.split_at_mut(j * n);
+        fresh_direction(v, n, j, &[], &mut rest[..n], rng, &mut scratch).unwrap();
+    }
+    basis
 }
 
 /// Classical Gram–Schmidt twice against the `ncols` columns of `v`: what a
