@@ -6,6 +6,7 @@ Counterexamples hypothesis finds become regular tests in the module of the
 function they broke."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -17,7 +18,15 @@ import hessx
 
 SHAPES = ("random", "clustered", "repeated", "zeros", "definite", "negative_definite", "two_values")
 BLOCK_COPIES = [1, 1, 2, 3]
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# .ci/run derandomizes (the same cases every run, so that CI cannot turn red by
+# luck); a hunt for new counterexamples raises the count and leaves the seed free:
+#   HESSX_PROPERTY_EXAMPLES=2000 python -m pytest tests/test_properties.py
+SETTINGS = settings(
+    max_examples=int(os.environ.get("HESSX_PROPERTY_EXAMPLES", "60")),
+    derandomize=os.environ.get("HESSX_PROPERTY_DERANDOMIZE") == "1",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def spectrum(shape, n, rng):
@@ -164,7 +173,7 @@ def test_classify_matches_the_extreme_signs(problem):
         assert d @ (a.astype(np.float64) @ d) < -tol
 
 
-@settings(max_examples=80, deadline=None)
+@SETTINGS
 @given(
     st.integers(2, 30),
     st.integers(0, 2**32 - 1),
@@ -285,3 +294,29 @@ def test_inertia_is_not_fooled_by_rounding_sized_entries(tol):
             assert r.value == exact
         else:
             assert abs(r.value - exact) <= 3 * r.stderr + 1e-12
+
+
+@pytest.mark.parametrize(
+    ("seed", "which"), [(0, "LA"), (8, "LA"), (38, "SA"), (46, "LA"), (59, "SA")]
+)
+def test_float32_zero_cluster_converges(seed, which):
+    """A float32 matrix with half its eigenvalues zero: rounding spreads the
+    zeros into a cluster about 1e-8 wide, at the level of a float32 product's
+    noise, where Ritz residuals stall (found by hypothesis; before the fix
+    these five cases raised NoConvergence after hundreds of restarts)."""
+    rng = np.random.default_rng(seed)
+    n = 35
+    w = rng.standard_normal(n)
+    w[rng.random(n) < 0.5] = 0.0
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = (q * w) @ q.T
+    a = ((a + a.T) / 2).astype(np.float32)
+    reference = np.linalg.eigvalsh(a.astype(np.float64))
+    values, vectors = hessx.eigsh(a, k=5, which=which, rng=0, maxiter=100)
+    want = reference[-5:] if which == "LA" else reference[:5]
+    eps = np.finfo(np.float32).eps
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(values, want, atol=10 * eps * scale)
+    a64, v64 = a.astype(np.float64), vectors.astype(np.float64)
+    assert np.linalg.norm(a64 @ v64 - v64 * values.astype(np.float64)) <= 1e-5 * scale
+    np.testing.assert_allclose(v64.T @ v64, np.eye(5), atol=1e-6)

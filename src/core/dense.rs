@@ -196,6 +196,10 @@ impl<T: Value> SymOp for DenseRef<'_, T> {
         self.n
     }
 
+    fn data_precision(&self) -> f64 {
+        T::UNIT_ROUNDOFF
+    }
+
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
         check_len("x", x.len(), self.n)?;
         check_len("y", y.len(), self.n)?;

@@ -27,6 +27,14 @@ pub trait SymOp: Sync {
         f64::EPSILON
     }
 
+    /// The unit roundoff of the operator's data: float32's for a float32
+    /// matrix even though its products are computed in float64. The data's
+    /// eigenvalues are only defined to about this times `‖A‖` (Weyl), so
+    /// solvers stop refining residuals there.
+    fn data_precision(&self) -> f64 {
+        self.relative_precision()
+    }
+
     /// `y = A x` for a float32 `x`, offered by operators that round their input
     /// to float32 anyway (a float32 network's Hessian), so a solver keeping its
     /// vectors in float32 hands them over without widening and re-narrowing
@@ -82,6 +90,9 @@ impl<T: SymOp + ?Sized> SymOp for &T {
     }
     fn relative_precision(&self) -> f64 {
         (**self).relative_precision()
+    }
+    fn data_precision(&self) -> f64 {
+        (**self).data_precision()
     }
     fn allows_concurrent_products(&self) -> bool {
         (**self).allows_concurrent_products()

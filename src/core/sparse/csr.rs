@@ -54,6 +54,8 @@ pub trait Value:
     /// and 1e-5 for f32 (~84 ulp) accept that rounding noise and reject any
     /// matrix that is asymmetric in a meaningful way.
     const SYMMETRY_RTOL: f64;
+    /// The storage type's unit roundoff ([`SymOp::data_precision`]).
+    const UNIT_ROUNDOFF: f64;
     fn to_f64(self) -> f64;
     /// Rounds to the storage type (duplicates summed in f64 when half
     /// storage merges them).
@@ -65,6 +67,7 @@ pub trait Value:
 
 impl Value for f32 {
     const SYMMETRY_RTOL: f64 = 1e-5;
+    const UNIT_ROUNDOFF: f64 = f32::EPSILON as f64;
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self as f64
@@ -80,6 +83,7 @@ impl Value for f32 {
 
 impl Value for f64 {
     const SYMMETRY_RTOL: f64 = 1e-12;
+    const UNIT_ROUNDOFF: f64 = f64::EPSILON;
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
@@ -461,6 +465,10 @@ impl<'a, T: Value, I: Index> CsrRef<'a, T, I> {
 impl<T: Value, I: Index> SymOp for CsrRef<'_, T, I> {
     fn dim(&self) -> usize {
         self.n
+    }
+
+    fn data_precision(&self) -> f64 {
+        T::UNIT_ROUNDOFF
     }
 
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {

@@ -114,6 +114,10 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 /// invariant subspace and continue with a fresh random direction.
 const BREAKDOWN_RATIO: f64 = 64.0 * f64::EPSILON;
 
+/// Residuals within this many unit roundoffs of the operator's scale count as
+/// converged whatever `tol` asks: neither the products nor the data resolve more.
+const ROUNDING_MULTIPLE: f64 = 4.0;
+
 /// Which end(s) of the spectrum to compute (SciPy's `which` for `eigsh`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Which {
@@ -152,7 +156,9 @@ pub struct LanczosParams {
     /// Maximum number of restart cycles (each cycle fills the basis and tests
     /// convergence once), the multiplicity search included; default `10 n`.
     pub maxiter: Option<usize>,
-    /// Relative accuracy of the Ritz pairs; 0 means machine precision.
+    /// Relative accuracy of the Ritz pairs; 0 means the operator's unit
+    /// roundoff ([`SymOp::data_precision`]). Residuals within a few
+    /// roundoffs of the operator's scale count as converged whatever `tol`.
     pub tol: f64,
     /// Starting vector (length n, finite, nonzero); random from `seed` if None.
     pub v0: Option<Vec<f64>>,
@@ -225,7 +231,7 @@ fn lanczos_unscaled(
     monitor: &dyn Monitor,
 ) -> Result<LanczosOutput> {
     let n = op.dim();
-    let setup = Setup::validate(n, params)?;
+    let setup = Setup::validate(n, params, op.data_precision().max(op.relative_precision()))?;
     let m = setup.ncv;
     let k = params.k;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
@@ -286,7 +292,7 @@ fn lanczos_unscaled(
             // Values within rounding (and tol) of the worst wanted one are
             // ties, not missed pairs: the locked directions themselves sit
             // at the shift, on the bound, and rounding moves them across.
-            let margin = 64.0 * f64::EPSILON * scale_seen;
+            let margin = 64.0 * setup.precision * scale_seen;
             let Some(bounds) = Bounds::of(&found.values, params.which, k, margin) else {
                 break;
             };
@@ -779,7 +785,13 @@ impl Cycles<'_> {
         // ARPACK's floor ε^(2/3) for eigenvalues near zero, relative to the
         // operator's scale so that the rule is the same for A and 2^e A.
         let floor = setup.eps23 * *scale;
-        let is_converged = |i: usize| bounds[i] <= setup.tol * ritz.values[i].abs().max(floor);
+        // A residual within the rounding of the data (or of one product) is
+        // as small as the operator can tell: a float32 matrix's cluster of
+        // zero eigenvalues, spread ~1e-8 wide by its rounding, holds Ritz
+        // residuals near 0.5 ε₃₂‖A‖ for hundreds of restarts otherwise.
+        let noise = ROUNDING_MULTIPLE * setup.precision * *scale;
+        let accuracy = |tol: f64, value: f64| (tol * value.abs().max(floor)).max(noise);
+        let is_converged = |i: usize| bounds[i] <= accuracy(setup.tol, ritz.values[i]);
         let mut wanted = ranked(&ritz.values, self.which, k);
         let n_converged = wanted.iter().filter(|&&i| is_converged(i)).count();
         let out_of_cycles = end.as_ref().is_some_and(|e| e.out_of_cycles);
@@ -799,7 +811,7 @@ impl Cycles<'_> {
                             && wanted_values
                                 .iter()
                                 .zip(end.previous_wanted.iter())
-                                .all(|(a, b)| (a - b).abs() <= setup.tol * a.abs().max(floor)));
+                                .all(|(a, b)| (a - b).abs() <= accuracy(setup.tol, *a)));
                     *end.previous_wanted = wanted_values;
                     (n_converged == k && stable) || out_of_cycles
                 }
@@ -825,8 +837,7 @@ impl Cycles<'_> {
                 // A pair not beyond need only be resolved from the
                 // wanted region, not converged to tol: its residual
                 // within √tol (an eigenvalue error of ~tol/gap).
-                let loose =
-                    |i: usize| bounds[i] <= setup.tol.sqrt() * ritz.values[i].abs().max(floor);
+                let loose = |i: usize| bounds[i] <= accuracy(setup.tol.sqrt(), ritz.values[i]);
                 let miss = wanted
                     .iter()
                     .copied()
@@ -892,6 +903,9 @@ struct Setup {
     ncv: usize,
     maxiter: usize,
     tol: f64,
+    /// The coarser of the operator's arithmetic and data unit roundoffs
+    /// ([`SymOp::relative_precision`], [`SymOp::data_precision`]).
+    precision: f64,
     eps23: f64,
     /// Loss of orthogonality η allowed before a correction: `tol / 10`,
     /// between `16ε` and Simon's √ε. Semi-orthogonality (η = √ε) keeps the
@@ -907,7 +921,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn validate(n: usize, params: &LanczosParams) -> Result<Setup> {
+    fn validate(n: usize, params: &LanczosParams, precision: f64) -> Result<Setup> {
         let k = params.k;
         if n < 2 {
             return Err(Error::invalid(
@@ -962,12 +976,23 @@ impl Setup {
             }
         }
         let eps = f64::EPSILON;
-        let tol = if params.tol == 0.0 { eps } else { params.tol };
+        // Callers' operators may claim any precision; none is finer than f64's.
+        let precision = if precision.is_finite() {
+            precision.max(eps)
+        } else {
+            eps
+        };
+        let tol = if params.tol == 0.0 {
+            precision
+        } else {
+            params.tol
+        };
         Ok(Setup {
             ncv,
             maxiter,
             tol,
-            eps23: eps.powf(2.0 / 3.0),
+            precision,
+            eps23: precision.powf(2.0 / 3.0),
             threshold: (0.1 * tol).clamp(16.0 * eps, eps.sqrt()),
             verify: params.check_multiplicities && params.which != Which::SmallestMagnitude,
         })

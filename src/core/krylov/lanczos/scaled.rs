@@ -66,6 +66,9 @@ impl SymOp for PowerOfTwoScaled<'_> {
     fn relative_precision(&self) -> f64 {
         self.op.relative_precision()
     }
+    fn data_precision(&self) -> f64 {
+        self.op.data_precision()
+    }
     fn allows_concurrent_products(&self) -> bool {
         self.op.allows_concurrent_products()
     }
