@@ -125,6 +125,51 @@ def test_callable_bad_results_are_value_errors():
         hessx.eigsh(op, k=2)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("solver", ["matvec", "eigsh", "spectral_density", "matmat"])
+def test_callable_sees_its_dtype_and_its_bad_values_are_found(dtype, solver):
+    """The function gets its declared dtype; a float32 or float64 result is
+    widened and checked for NaN/Inf on the compiled side, which names the
+    first bad index; integer results are accepted as float64."""
+    n = 40
+    d = np.linspace(1.0, 2.0, n)
+    seen = set()
+
+    def product(x, bad_at=None):
+        seen.add(x.dtype)
+        y = (d.reshape(-1, *([1] * (x.ndim - 1))) * x).astype(dtype)
+        if bad_at is not None:
+            y.reshape(-1)[bad_at] = np.inf
+        return y
+
+    def run(op):
+        if solver == "matvec":
+            return op @ np.ones(n)
+        if solver == "matmat":
+            return op.matmat(np.ones((n, 3)))
+        if solver == "eigsh":
+            return hessx.eigsh(op, k=2, which="LA", return_eigenvectors=False, rng=0)
+        return hessx.spectral_density(op, n_probes=2, n_steps=8, rng=0)
+
+    good = hessx.CallableOperator(product, n=n, matmat=product, dtype=dtype)
+    result = run(good)
+    assert seen == {np.dtype(dtype)}
+    if solver == "matvec":
+        np.testing.assert_allclose(result, d.astype(dtype), rtol=1e-6)
+    if solver == "eigsh":
+        np.testing.assert_allclose(result, d[-2:], rtol=1e-5)
+    bad = hessx.CallableOperator(
+        lambda x: product(x, 7), n=n, matmat=lambda x: product(x, 7), dtype=dtype
+    )
+    name = "matmat" if solver == "matmat" else "matvec"
+    with pytest.raises(
+        ValueError, match=rf"{name}\(x\) returned NaN or Inf \(first at flat index 7\)"
+    ):
+        run(bad)
+    integers = hessx.CallableOperator(lambda x: np.round(x).astype(np.int64), n=n, dtype=dtype)
+    np.testing.assert_array_equal(integers @ np.full(n, 2.0), np.full(n, 2.0))
+
+
 def test_operator_errors():
     with pytest.raises(ValueError, match="A must be square"):
         hessx.CsrOperator(sp.csr_array(np.zeros((2, 3))))

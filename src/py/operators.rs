@@ -29,6 +29,13 @@ pub struct CallableOp {
     raised: Mutex<Option<PyErr>>,
 }
 
+/// The vector a callable's product is handed, in the function's declared
+/// dtype and owned, so that NumPy adopts the buffer without copying it.
+enum Input {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
 impl CallableOp {
     fn fail(&self, err: PyErr) -> Error {
         let msg = err.to_string();
@@ -36,52 +43,94 @@ impl CallableOp {
         Error::Operator(msg)
     }
 
-    fn call_into(
-        &self,
-        function: &Py<PyAny>,
-        x: &[f64],
-        y: &mut [f64],
-        shape: &[usize],
-    ) -> Result<()> {
+    /// Whether the function computes in float32 (its declared dtype).
+    fn declares_f32(&self) -> bool {
+        self.precision >= f64::from(f32::EPSILON)
+    }
+
+    /// `x` narrowed (rounded to nearest, as NumPy's `astype`) or copied into
+    /// the declared dtype: a float32 function gets half the bytes.
+    fn input_from(&self, x: &[f64]) -> Input {
+        if self.declares_f32() {
+            Input::F32(x.iter().map(|&v| v as f32).collect())
+        } else {
+            Input::F64(x.to_vec())
+        }
+    }
+
+    /// `y = A x` (`ncols` None) or `Y = A X` (`ncols` columns, row-major) by
+    /// the Python function; the result (float32 or float64, as the function
+    /// returned it) is widened into `y` and checked finite in the same pass.
+    fn call_product(&self, input: Input, y: &mut [f64], ncols: Option<usize>) -> Result<()> {
+        let (function, name, shape) = match (ncols, &self.matmat) {
+            (Some(ncols), Some(matmat)) => (matmat, "matmat", vec![self.n, ncols]),
+            _ => (&self.matvec, "matvec", vec![self.n]),
+        };
         Python::attach(|py| {
-            let input = PyArray1::from_slice(py, x);
-            let input = input
-                .reshape(shape.to_vec())
-                .map_err(|e| self.fail(e))?
-                .into_any();
-            let output = function.call1(py, (input,)).map_err(|e| self.fail(e))?;
+            let array = match input {
+                Input::F32(v) => PyArray1::from_vec(py, v)
+                    .reshape(shape)
+                    .map(Bound::into_any),
+                Input::F64(v) => PyArray1::from_vec(py, v)
+                    .reshape(shape)
+                    .map(Bound::into_any),
+            }
+            .map_err(|e| self.fail(e))?;
+            let output = function.call1(py, (array,)).map_err(|e| self.fail(e))?;
             let output = output.bind(py);
-            let array = output
+            let length = output
                 .cast::<numpy::PyUntypedArray>()
-                .map_err(|e| self.fail(e.into()))?;
-            if array.len() != y.len() {
+                .map_err(|e| self.fail(e.into()))?
+                .len();
+            if length != y.len() {
                 return Err(self.fail(PyValueError::new_err(format!(
-                    "operator returned {} values, expected {}",
-                    array.len(),
+                    "{name}(x) returned {length} values, expected {}",
                     y.len()
                 ))));
             }
-            let values: PyReadonlyArray1<f64> = match output.extract::<PyReadonlyArray1<f64>>() {
-                Ok(v) => v,
-                Err(_) => {
-                    let flat = output
-                        .call_method1("reshape", (y.len(),))
-                        .and_then(|f| f.extract::<PyReadonlyArray1<f64>>())
-                        .map_err(|e| self.fail(e))?;
-                    flat
-                }
+            let flat = output
+                .call_method1("reshape", (length,))
+                .map_err(|e| self.fail(e))?;
+            let all_finite = if let Ok(values) = flat.extract::<PyReadonlyArray1<f64>>() {
+                widen_checked(self.slice(&values)?, y)
+            } else {
+                let values = flat.extract::<PyReadonlyArray1<f32>>().map_err(|_| {
+                    self.fail(PyValueError::new_err(format!(
+                        "{name}(x) must return float32 or float64 values"
+                    )))
+                })?;
+                widen_checked(self.slice(&values)?, y)
             };
-            let slice = values
-                .as_slice()
-                .map_err(|e| self.fail(PyValueError::new_err(e.to_string())))?;
-            y.copy_from_slice(slice);
+            if !all_finite {
+                let first = y.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                return Err(self.fail(PyValueError::new_err(format!(
+                    "{name}(x) returned NaN or Inf (first at flat index {first})"
+                ))));
+            }
             Ok(())
         })
+    }
+
+    fn slice<'a, T: numpy::Element>(&self, values: &'a PyReadonlyArray1<'_, T>) -> Result<&'a [T]> {
+        values
+            .as_slice()
+            .map_err(|e| self.fail(PyValueError::new_err(e.to_string())))
     }
 
     pub fn take_raised(&self) -> Option<PyErr> {
         self.raised.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
+}
+
+/// `y = x` widened to f64; false when a value is NaN or infinite.
+fn widen_checked<T: Copy + Into<f64>>(x: &[T], y: &mut [f64]) -> bool {
+    let mut all_finite = true;
+    for (out, &value) in y.iter_mut().zip(x) {
+        let value: f64 = value.into();
+        all_finite &= value.is_finite();
+        *out = value;
+    }
+    all_finite
 }
 
 impl SymOp for CallableOp {
@@ -90,14 +139,19 @@ impl SymOp for CallableOp {
     }
 
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
-        self.call_into(&self.matvec, x, y, &[self.n])
+        self.call_product(self.input_from(x), y, None)
     }
 
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
         match &self.matmat {
-            Some(matmat) => self.call_into(matmat, x, y, &[self.n, ncols]),
+            Some(_) => self.call_product(self.input_from(x), y, Some(ncols)),
             None => crate::core::op::apply_block_by_columns(self, x, y, ncols),
         }
+    }
+
+    fn apply_f32_input(&self, x: &[f32], y: &mut [f64]) -> Option<Result<()>> {
+        self.declares_f32()
+            .then(|| self.call_product(Input::F32(x.to_vec()), y, None))
     }
 
     fn relative_precision(&self) -> f64 {
@@ -110,25 +164,37 @@ impl SymOp for CallableOp {
 }
 
 /// A [`CallableOp`] used from hessx's pool: each product is made on the
-/// calling thread (inputs and outputs copied across; a Python call costs far
-/// more than the copies).
+/// calling thread. The input is prepared here, in the pool; the result comes
+/// back in a buffer kept between products (a fresh 9 MB buffer per product
+/// costs its page faults every time).
 struct OnCallingThread<'a, 'env> {
     callable: &'env CallableOp,
     caller: &'a CallingThread<'env>,
+    result: Mutex<Vec<f64>>,
 }
 
-impl<'env> OnCallingThread<'_, 'env> {
-    /// `y = product(callable, x)` computed on the calling thread.
-    fn on_caller<P>(&self, x: &[f64], y: &mut [f64], product: P) -> Result<()>
-    where
-        P: FnOnce(&CallableOp, &[f64], &mut [f64]) -> Result<()> + Send + 'env,
-    {
-        let (callable, x) = (self.callable, x.to_vec());
-        let result = self.caller.run(move || {
-            let mut y = vec![0.0; x.len()];
-            product(callable, &x, &mut y).map(|()| y)
+impl<'a, 'env> OnCallingThread<'a, 'env> {
+    fn new(callable: &'env CallableOp, caller: &'a CallingThread<'env>) -> Self {
+        OnCallingThread {
+            callable,
+            caller,
+            result: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// `y = A x` (or `A X`) computed on the calling thread.
+    fn on_caller(&self, input: Input, y: &mut [f64], ncols: Option<usize>) -> Result<()> {
+        let callable = self.callable;
+        let mut buffer =
+            std::mem::take(&mut *self.result.lock().unwrap_or_else(|e| e.into_inner()));
+        buffer.resize(y.len(), 0.0);
+        let buffer = self.caller.run(move || {
+            callable
+                .call_product(input, &mut buffer, ncols)
+                .map(|()| buffer)
         })??;
-        y.copy_from_slice(&result);
+        y.copy_from_slice(&buffer);
+        *self.result.lock().unwrap_or_else(|e| e.into_inner()) = buffer;
         Ok(())
     }
 }
@@ -139,14 +205,20 @@ impl SymOp for OnCallingThread<'_, '_> {
     }
 
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
-        self.on_caller(x, y, |op, x, y| op.apply(x, y))
+        self.on_caller(self.callable.input_from(x), y, None)
     }
 
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
         if self.callable.matmat.is_none() {
             return crate::core::op::apply_block_by_columns(self, x, y, ncols);
         }
-        self.on_caller(x, y, move |op, x, y| op.apply_block(x, y, ncols))
+        self.on_caller(self.callable.input_from(x), y, Some(ncols))
+    }
+
+    fn apply_f32_input(&self, x: &[f32], y: &mut [f64]) -> Option<Result<()>> {
+        self.callable
+            .declares_f32()
+            .then(|| self.on_caller(Input::F32(x.to_vec()), y, None))
     }
 
     fn relative_precision(&self) -> f64 {
@@ -219,7 +291,7 @@ impl RustOperator {
     {
         let result = match &self.kind {
             OpKind::Callable(callable) => run_detached(py, progress, true, |monitor, caller| {
-                work(&OnCallingThread { callable, caller }, monitor)
+                work(&OnCallingThread::new(callable, caller), monitor)
             }),
             OpKind::Csr(_) => self.with_op(py, |op| {
                 run_detached(py, progress, false, |monitor, _| {
