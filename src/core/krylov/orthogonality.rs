@@ -28,6 +28,14 @@ pub(crate) const RESTORE_FRACTION: f64 = 0.1;
 /// that same step and is measured and removed before the vector is stored.)
 pub(crate) const LOOKAHEAD: f64 = 1.0 / 8.0;
 
+/// The least rounding unit a calibration may lower the estimate to. The
+/// starting `ε √n` bounds the rounding of an inner product in the worst case;
+/// measured inner products of a 1M-row basis sit orders of magnitude below it,
+/// and an estimate held at `ε √n` crossed a 1e-11 threshold on every step, so
+/// that every step measured `Vᵀ w` against the whole basis (39 of 39 steps
+/// on a 1.13M-row diagonal operator, none of them needing a correction).
+const CALIBRATED_UNIT_MIN: f64 = 4.0 * f64::EPSILON;
+
 /// Simon's estimates `ω_{k+1,i} ≈ q_{k+1}ᵀ q_i` of the loss of orthogonality,
 /// advanced from the Lanczos coefficients alone (H. Simon, "The Lanczos
 /// algorithm with partial reorthogonalization", Math. Comp. 42, 1984):
@@ -191,7 +199,7 @@ impl OrthogonalityEstimate {
         } else {
             return;
         };
-        self.unit = (self.unit * factor).max(self.floor);
+        self.unit = (self.unit * factor).max(CALIBRATED_UNIT_MIN);
         for row in [&mut self.previous[..k], &mut self.current[..k]] {
             row.iter_mut().for_each(|x| *x *= factor);
         }

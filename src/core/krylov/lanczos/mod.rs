@@ -907,8 +907,9 @@ struct Setup {
     /// ([`SymOp::relative_precision`], [`SymOp::data_precision`]).
     precision: f64,
     eps23: f64,
-    /// Loss of orthogonality η allowed before a correction: `tol / 10`,
-    /// between `16ε` and Simon's √ε. Semi-orthogonality (η = √ε) keeps the
+    /// Loss of orthogonality η allowed before a correction: `tol / 10` (tol
+    /// no finer than the rounding floor), between `16ε` and Simon's √ε of
+    /// the operator's precision. Semi-orthogonality (η = √ε) keeps the
     /// Ritz *values* accurate, but each correction subtracts basis columns
     /// that `T` does not record, so the Ritz *vectors* carry residuals of
     /// about `η ‖A‖` that the recurrence's `|β s_m|` does not see (measured:
@@ -993,7 +994,12 @@ impl Setup {
             tol,
             precision,
             eps23: precision.powf(2.0 / 3.0),
-            threshold: (0.1 * tol).clamp(16.0 * eps, eps.sqrt()),
+            // Residuals are only resolved to the rounding floor (`decide`), so
+            // the basis need not be kept more orthogonal than that either: a
+            // float32 operator at tol 1e-10 was otherwise held to 1e-11, ten
+            // thousand times below what its products can resolve.
+            threshold: (0.1 * tol.max(ROUNDING_MULTIPLE * precision))
+                .clamp(16.0 * eps, precision.sqrt()),
             verify: params.check_multiplicities && params.which != Which::SmallestMagnitude,
         })
     }
