@@ -76,6 +76,7 @@ def _solve(
     A: Any,
     k: Any,
     which: Any,
+    *,
     v0: Any,
     ncv: Any,
     maxiter: Any,
@@ -83,8 +84,8 @@ def _solve(
     rng: Any,
     want_vectors: bool,
     progress: bool,
-    check_multiplicities: bool = True,
-    check_symmetric: bool = True,
+    check_multiplicities: bool,
+    check_symmetric: bool,
 ) -> tuple[LanczosResult, np.dtype]:
     op = as_operator(A, check_symmetric=check_symmetric)
     n = op.shape[0]
@@ -202,15 +203,15 @@ def lanczos(
         A,
         k,
         which,
-        v0,
-        ncv,
-        maxiter,
-        tol,
-        rng,
-        return_eigenvectors,
-        progress,
-        check_multiplicities,
-        check_symmetric,
+        v0=v0,
+        ncv=ncv,
+        maxiter=maxiter,
+        tol=tol,
+        rng=rng,
+        want_vectors=return_eigenvectors,
+        progress=progress,
+        check_multiplicities=check_multiplicities,
+        check_symmetric=check_symmetric,
     )
     return result
 
@@ -283,15 +284,15 @@ def eigsh(
         A,
         k,
         which,
-        v0,
-        ncv,
-        maxiter,
-        tol,
-        rng,
-        return_eigenvectors,
-        progress,
-        check_multiplicities,
-        check_symmetric,
+        v0=v0,
+        ncv=ncv,
+        maxiter=maxiter,
+        tol=tol,
+        rng=rng,
+        want_vectors=return_eigenvectors,
+        progress=progress,
+        check_multiplicities=check_multiplicities,
+        check_symmetric=check_symmetric,
     )
     values = result.eigenvalues.astype(dtype, copy=False)
     vectors = None if result.eigenvectors is None else result.eigenvectors.astype(dtype, copy=False)
