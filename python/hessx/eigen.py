@@ -168,7 +168,11 @@ def lanczos(
         smallest algebraic, largest or smallest magnitude.
     tol : float
         Relative accuracy: a pair is converged when its residual is at most
-        ``tol * max(|lambda|, eps**(2/3))``; 0 means machine precision.
+        ``tol * max(|lambda|, eps**(2/3) * scale)`` or ``4 * eps * scale``,
+        whichever is larger, where ``scale`` estimates ``||A||`` and ``eps`` is
+        the unit roundoff of ``A``'s dtype (float32's for float32 matrices and
+        models: their eigenvalues are only defined to about ``eps * ||A||``);
+        0 means ``eps``.
     maxiter : int, optional
         Maximum number of restarts (default ``10 * n``).
     ncv : int, optional

@@ -9,6 +9,7 @@ use numpy::{
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use rayon::prelude::*;
 
 use crate::core::error::{Error, Result};
 use crate::core::op::SymOp;
@@ -28,6 +29,9 @@ pub struct CallableOp {
     /// The exception the user function raised, re-raised unchanged by the caller.
     raised: Mutex<Option<PyErr>>,
 }
+
+/// Entries per task when the pool narrows or copies a callable's vectors.
+const PARALLEL_CHUNK: usize = 1 << 16;
 
 /// The vector a callable's product is handed, in the function's declared
 /// dtype and owned, so that NumPy adopts the buffer without copying it.
@@ -182,6 +186,21 @@ impl<'a, 'env> OnCallingThread<'a, 'env> {
         }
     }
 
+    /// [`CallableOp::input_from`] on hessx's pool, where this runs (the
+    /// calling thread waits meanwhile, so both cores can share the pass).
+    fn input_from(&self, x: &[f64]) -> Input {
+        if self.callable.declares_f32() {
+            Input::F32(
+                x.par_iter()
+                    .with_min_len(PARALLEL_CHUNK)
+                    .map(|&v| v as f32)
+                    .collect(),
+            )
+        } else {
+            Input::F64(x.to_vec())
+        }
+    }
+
     /// `y = A x` (or `A X`) computed on the calling thread.
     fn on_caller(&self, input: Input, y: &mut [f64], ncols: Option<usize>) -> Result<()> {
         let callable = self.callable;
@@ -193,7 +212,9 @@ impl<'a, 'env> OnCallingThread<'a, 'env> {
                 .call_product(input, &mut buffer, ncols)
                 .map(|()| buffer)
         })??;
-        y.copy_from_slice(&buffer);
+        y.par_chunks_mut(PARALLEL_CHUNK)
+            .zip(buffer.par_chunks(PARALLEL_CHUNK))
+            .for_each(|(out, part)| out.copy_from_slice(part));
         *self.result.lock().unwrap_or_else(|e| e.into_inner()) = buffer;
         Ok(())
     }
@@ -205,14 +226,14 @@ impl SymOp for OnCallingThread<'_, '_> {
     }
 
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
-        self.on_caller(self.callable.input_from(x), y, None)
+        self.on_caller(self.input_from(x), y, None)
     }
 
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
         if self.callable.matmat.is_none() {
             return crate::core::op::apply_block_by_columns(self, x, y, ncols);
         }
-        self.on_caller(self.callable.input_from(x), y, Some(ncols))
+        self.on_caller(self.input_from(x), y, Some(ncols))
     }
 
     fn apply_f32_input(&self, x: &[f32], y: &mut [f64]) -> Option<Result<()>> {
