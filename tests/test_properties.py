@@ -301,9 +301,9 @@ def test_inertia_is_not_fooled_by_rounding_sized_entries(tol):
 )
 def test_float32_zero_cluster_converges(seed, which):
     """A float32 matrix with half its eigenvalues zero: rounding spreads the
-    zeros into a cluster about 1e-8 wide, at the level of a float32 product's
-    noise, where Ritz residuals stall (found by hypothesis; before the fix
-    these five cases raised NoConvergence after hundreds of restarts)."""
+    zeros into a cluster about 1e-8 wide, at the level of the data's own
+    rounding, where Ritz residuals stall (found by hypothesis in CI; before
+    the fix these five cases raised NoConvergence after hundreds of restarts)."""
     rng = np.random.default_rng(seed)
     n = 35
     w = rng.standard_normal(n)

@@ -19,7 +19,8 @@ use super::dense::DenseArrays;
 use super::monitor::{run_detached, CallingThread, Driver, PyMonitor};
 
 /// A Python function `x -> A x` (and optionally `X -> A X`), already wrapped on
-/// the Python side to return C-contiguous float64 of the right shape.
+/// the Python side to return a C-contiguous float32 or float64 array of the
+/// right shape; it is handed vectors of its declared dtype.
 pub struct CallableOp {
     n: usize,
     matvec: Py<PyAny>,
