@@ -296,7 +296,7 @@ class CallableOperator(HessxOperator):
 def _checked_product(
     function: Callable[[np.ndarray], Any], name: str, shape: tuple[int, ...] | None, dtype: np.dtype
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Wrap a user product so a wrong shape or dtype is a ValueError naming the call.
+    """Wrap a user product so a wrong shape or complex values are a ValueError naming the call.
 
     The result stays float32 or float64 as the function returned it: the
     compiled side widens it and rejects NaN/Inf in one pass (no float64 copy

@@ -11,7 +11,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use rayon::prelude::*;
 
-use crate::core::error::{Error, Result};
+use crate::core::error::{first_non_finite, Error, Result};
 use crate::core::op::SymOp;
 
 use super::csr::{CsrArrays, CsrInput, UpperArrays};
@@ -54,12 +54,21 @@ impl CallableOp {
     }
 
     /// `x` narrowed (rounded to nearest, as NumPy's `astype`) or copied into
-    /// the declared dtype: a float32 function gets half the bytes.
-    fn input_from(&self, x: &[f64]) -> Input {
-        if self.declares_f32() {
-            Input::F32(x.iter().map(|&v| v as f32).collect())
-        } else {
+    /// the declared dtype: a float32 function gets half the bytes. `in_pool`:
+    /// the caller runs in hessx's pool, so the narrowing may use both cores
+    /// (never outside it: rayon's global pool must stay unused).
+    fn input_from(&self, x: &[f64], in_pool: bool) -> Input {
+        if !self.declares_f32() {
             Input::F64(x.to_vec())
+        } else if in_pool {
+            Input::F32(
+                x.par_iter()
+                    .with_min_len(PARALLEL_CHUNK)
+                    .map(|&v| v as f32)
+                    .collect(),
+            )
+        } else {
+            Input::F32(x.iter().map(|&v| v as f32).collect())
         }
     }
 
@@ -107,7 +116,7 @@ impl CallableOp {
                 widen_checked(self.slice(&values)?, y)
             };
             if !all_finite {
-                let first = y.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                let first = first_non_finite(y).unwrap_or(0);
                 return Err(self.fail(PyValueError::new_err(format!(
                     "{name}(x) returned NaN or Inf (first at flat index {first})"
                 ))));
@@ -144,12 +153,12 @@ impl SymOp for CallableOp {
     }
 
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
-        self.call_product(self.input_from(x), y, None)
+        self.call_product(self.input_from(x, false), y, None)
     }
 
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
         match &self.matmat {
-            Some(_) => self.call_product(self.input_from(x), y, Some(ncols)),
+            Some(_) => self.call_product(self.input_from(x, false), y, Some(ncols)),
             None => crate::core::op::apply_block_by_columns(self, x, y, ncols),
         }
     }
@@ -187,21 +196,6 @@ impl<'a, 'env> OnCallingThread<'a, 'env> {
         }
     }
 
-    /// [`CallableOp::input_from`] on hessx's pool, where this runs (the
-    /// calling thread waits meanwhile, so both cores can share the pass).
-    fn input_from(&self, x: &[f64]) -> Input {
-        if self.callable.declares_f32() {
-            Input::F32(
-                x.par_iter()
-                    .with_min_len(PARALLEL_CHUNK)
-                    .map(|&v| v as f32)
-                    .collect(),
-            )
-        } else {
-            Input::F64(x.to_vec())
-        }
-    }
-
     /// `y = A x` (or `A X`) computed on the calling thread.
     fn on_caller(&self, input: Input, y: &mut [f64], ncols: Option<usize>) -> Result<()> {
         let callable = self.callable;
@@ -227,14 +221,15 @@ impl SymOp for OnCallingThread<'_, '_> {
     }
 
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
-        self.on_caller(self.input_from(x), y, None)
+        // This runs in hessx's pool; the calling thread waits meanwhile.
+        self.on_caller(self.callable.input_from(x, true), y, None)
     }
 
     fn apply_block(&self, x: &[f64], y: &mut [f64], ncols: usize) -> Result<()> {
         if self.callable.matmat.is_none() {
             return crate::core::op::apply_block_by_columns(self, x, y, ncols);
         }
-        self.on_caller(self.input_from(x), y, Some(ncols))
+        self.on_caller(self.callable.input_from(x, true), y, Some(ncols))
     }
 
     fn apply_f32_input(&self, x: &[f32], y: &mut [f64]) -> Option<Result<()>> {
