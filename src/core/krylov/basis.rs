@@ -12,6 +12,8 @@
 //! CPU has (via faer's `pulp` dispatch) but use no fused multiply-adds, so they
 //! also give the same bits on every x86-64 instruction set.
 
+use crate::core::error::Result;
+use crate::core::op::SymOp;
 use faer::traits::pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
@@ -35,6 +37,8 @@ pub(crate) trait BasisElement: Copy + Default + Send + Sync + 'static {
     fn as_f64(column: &[Self]) -> Option<&[f64]>;
     /// The column itself when it is float32 (for operators that take float32 input).
     fn as_f32(column: &[Self]) -> Option<&[f32]>;
+    /// The first `len` entries as float64 (no copy when already float64).
+    fn into_f64(columns: Vec<Self>, len: usize) -> Vec<f64>;
 }
 
 impl BasisElement for f64 {
@@ -52,6 +56,10 @@ impl BasisElement for f64 {
     }
     fn as_f32(_: &[Self]) -> Option<&[f32]> {
         None
+    }
+    fn into_f64(mut columns: Vec<Self>, len: usize) -> Vec<f64> {
+        columns.truncate(len);
+        columns
     }
 }
 
@@ -71,6 +79,72 @@ impl BasisElement for f32 {
     fn as_f32(column: &[Self]) -> Option<&[f32]> {
         Some(column)
     }
+    fn into_f64(columns: Vec<Self>, len: usize) -> Vec<f64> {
+        let mut wide = vec![0.0; len];
+        widen_into(&columns[..len], &mut wide, true);
+        wide
+    }
+}
+
+/// `out = column` widened to float64.
+pub(crate) fn widen_into<T: BasisElement>(column: &[T], out: &mut [f64], parallel: bool) {
+    let widen = |(o, c): (&mut [f64], &[T])| o.iter_mut().zip(c).for_each(|(o, &c)| *o = c.widen());
+    if parallel {
+        out.par_chunks_mut(REDUCE_CHUNK)
+            .zip(column.par_chunks(REDUCE_CHUNK))
+            .for_each(widen);
+    } else {
+        out.chunks_mut(REDUCE_CHUNK)
+            .zip(column.chunks(REDUCE_CHUNK))
+            .for_each(widen);
+    }
+}
+
+/// `column = w / divisor`, rounded to the basis' element type: a new basis
+/// vector stored in the same pass that normalises it.
+pub(crate) fn store_divided<T: BasisElement>(
+    w: &[f64],
+    divisor: f64,
+    column: &mut [T],
+    parallel: bool,
+) {
+    let store = |(c, w): (&mut [T], &[f64])| {
+        c.iter_mut()
+            .zip(w)
+            .for_each(|(c, &x)| *c = T::narrow(x / divisor))
+    };
+    if parallel {
+        column
+            .par_chunks_mut(REDUCE_CHUNK)
+            .zip(w.par_chunks(REDUCE_CHUNK))
+            .for_each(store);
+    } else {
+        column
+            .chunks_mut(REDUCE_CHUNK)
+            .zip(w.chunks(REDUCE_CHUNK))
+            .for_each(store);
+    }
+}
+
+/// `w = A q` for a stored basis column: handed over as it is when the
+/// operator takes its element type, else through a widened copy in `wide`
+/// (exactly the stored vector, so a recurrence stays consistent with it).
+pub(crate) fn apply_to_column<T: BasisElement>(
+    op: &dyn SymOp,
+    q: &[T],
+    w: &mut [f64],
+    wide: &mut Vec<f64>,
+    parallel: bool,
+) -> Result<()> {
+    if let Some(q) = T::as_f64(q) {
+        return op.apply(q, w);
+    }
+    if let Some(result) = T::as_f32(q).and_then(|q| op.apply_f32_input(q, w)) {
+        return result;
+    }
+    wide.resize(q.len(), 0.0);
+    widen_into(q, wide, parallel);
+    op.apply(wide, w)
 }
 
 /// `w -= Σ_i coeffs[i] v_{first + i}`; returns `‖w‖²` (deterministic chunk order).

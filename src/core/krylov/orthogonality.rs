@@ -59,8 +59,13 @@ pub(crate) struct OrthogonalityEstimate {
     next: Vec<f64>,
     pub(crate) unit: f64,
     /// `ε √n`, the inner products of vectors orthogonalised in float64, or
-    /// the storage's rounding when the basis is kept in float32.
+    /// the storage's rounding when the basis is kept in float32 (calibrated
+    /// with `unit`, within `[ε √n, that]`: a float32 column's rounding is
+    /// `ε₃₂/2` against a vector concentrated where it is largest, but about
+    /// `ε₃₂/√n` against the spread-out vectors of a real basis).
     floor: f64,
+    /// The worst case of `floor` and the least a calibration may lower it to.
+    floor_range: (f64, f64),
     /// Semi-orthogonality, `√(precision)`: √ε for float64 products (Simon's
     /// level), √ε₃₂ for float32 ones, whose products are no more accurate than
     /// what that level guarantees for `T_m`.
@@ -89,7 +94,8 @@ impl OrthogonalityEstimate {
         threshold: f64,
     ) -> Self {
         let precision = precision.max(f64::EPSILON);
-        let floor = (f64::EPSILON * (n as f64).sqrt()).max(2.0 * rounding);
+        let vector_work = f64::EPSILON * (n as f64).sqrt();
+        let floor = vector_work.max(2.0 * rounding);
         let mut current = vec![0.0; m + 1];
         current[0] = 1.0;
         OrthogonalityEstimate {
@@ -98,6 +104,7 @@ impl OrthogonalityEstimate {
             next: vec![0.0; m + 1],
             unit: floor.max(precision),
             floor,
+            floor_range: (vector_work.min(floor), floor),
             threshold,
         }
     }
@@ -200,6 +207,8 @@ impl OrthogonalityEstimate {
             return;
         };
         self.unit = (self.unit * factor).max(CALIBRATED_UNIT_MIN);
+        let (least, worst) = self.floor_range;
+        self.floor = (self.floor * factor).clamp(least, worst);
         for row in [&mut self.previous[..k], &mut self.current[..k]] {
             row.iter_mut().for_each(|x| *x *= factor);
         }

@@ -20,7 +20,8 @@
 use super::BREAKDOWN_RATIO;
 use crate::core::error::{first_non_finite, Error, Result};
 use crate::core::krylov::basis::{
-    dot, project_listed_columns, subtract_columns, subtract_listed_columns, sweep, REDUCE_CHUNK,
+    dot, project_listed_columns, subtract_columns, subtract_listed_columns, sweep, BasisElement,
+    REDUCE_CHUNK,
 };
 use crate::core::krylov::orthogonality::{
     OrthogonalityEstimate, LOOKAHEAD, MEASURE_EVERY, RESTORE_FRACTION,
@@ -30,9 +31,10 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 
 /// A second Gram–Schmidt pass is applied when the measured `‖Vᵀw‖ / ‖w‖`
-/// after the first exceeds this (a few hundred ulps: a first pass alone leaves
-/// about `ε ‖A v‖ / β`, so the second pass runs only after real cancellation).
-const ORTHOGONALITY_TOLERANCE: f64 = 256.0 * f64::EPSILON;
+/// after the first exceeds this many unit roundoffs of the basis (a few
+/// hundred ulps: a first pass alone leaves about `ε ‖A v‖ / β`, so the
+/// second pass runs only after real cancellation).
+const ORTHOGONALITY_ROUNDINGS: f64 = 512.0;
 
 /// What one step produced: the recurrence's coefficients and whether `w`
 /// lay in the span of the basis (an invariant subspace was found).
@@ -57,8 +59,8 @@ fn finite_product(norm2: f64, w: &[f64]) -> Result<()> {
 /// The basis built so far (column-major, `n` rows) and the projected
 /// matrix `T` (column-major `m x m`) a step reads.
 #[derive(Clone, Copy)]
-pub(super) struct Krylov<'a> {
-    pub(super) v: &'a [f64],
+pub(super) struct Krylov<'a, T> {
+    pub(super) v: &'a [T],
     pub(super) n: usize,
     pub(super) projected: &'a [f64],
     pub(super) m: usize,
@@ -83,16 +85,11 @@ pub(super) struct Expansion {
 impl Expansion {
     /// `precision`: the operator's relative accuracy
     /// ([`SymOp::relative_precision`](crate::core::op::SymOp::relative_precision)),
-    /// the unit of the estimate's rounding term.
-    pub(super) fn new(n: usize, m: usize, precision: f64, threshold: f64) -> Self {
+    /// the unit of the estimate's rounding term; `rounding`: the basis'
+    /// ([`BasisElement::ROUNDING`]).
+    pub(super) fn new(n: usize, m: usize, precision: f64, rounding: f64, threshold: f64) -> Self {
         Expansion {
-            omega: OrthogonalityEstimate::with_threshold(
-                n,
-                m,
-                precision,
-                f64::EPSILON / 2.0,
-                threshold,
-            ),
+            omega: OrthogonalityEstimate::with_threshold(n, m, precision, rounding, threshold),
             scale: 0.0,
             check_interval: MEASURE_EVERY,
             next_check: MEASURE_EVERY,
@@ -117,9 +114,9 @@ impl Expansion {
     /// against the kept vectors for free); a second removes `α_p v_p`; the
     /// measured loss is removed too if it matters. On the first cycle (no
     /// kept vectors) this is an ordinary first step.
-    pub(super) fn arrow_step(
+    pub(super) fn arrow_step<T: BasisElement>(
         &mut self,
-        krylov: Krylov<'_>,
+        krylov: Krylov<'_, T>,
         j: usize,
         w: &mut [f64],
         scratch: &mut Scratch,
@@ -151,7 +148,7 @@ impl Expansion {
             beta = sweep(v, n, j + 1, w, Some(&correction), partials, h).sqrt();
             alpha += h[j];
             let after = h.iter().fold(0.0f64, |a, x| a.max(x.abs()));
-            if after > ORTHOGONALITY_TOLERANCE * beta {
+            if after > ORTHOGONALITY_ROUNDINGS * T::ROUNDING * beta {
                 let second = h.clone();
                 beta = subtract_columns(v, n, 0, &second, w, partials).sqrt();
                 alpha += second[j];
@@ -169,9 +166,9 @@ impl Expansion {
 
     /// A step `j > p` of the three-term recurrence with partial
     /// reorthogonalisation. `projected` is `T` so far (column-major `m x m`).
-    pub(super) fn recurrence_step(
+    pub(super) fn recurrence_step<T: BasisElement>(
         &mut self,
-        krylov: Krylov<'_>,
+        krylov: Krylov<'_, T>,
         j: usize,
         w: &mut [f64],
         scratch: &mut Scratch,
@@ -299,8 +296,8 @@ pub(super) struct Scratch {
 /// Replace `w` by a random unit vector orthogonal to the `ncols < n` columns
 /// of `v` and to the `locked` columns (column-major, may be empty).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn fresh_direction(
-    v: &[f64],
+pub(super) fn fresh_direction<T: BasisElement>(
+    v: &[T],
     n: usize,
     ncols: usize,
     locked: &[f64],
@@ -308,7 +305,6 @@ pub(super) fn fresh_direction(
     rng: &mut Xoshiro256PlusPlus,
     scratch: &mut Scratch,
 ) -> Result<()> {
-    let Scratch { partials, h, .. } = scratch;
     let n_locked = locked.len() / n;
     // A random vector has a component of relative size ~sqrt(room / n)
     // outside both spans; failing four times in a row has probability ~0
@@ -320,13 +316,11 @@ pub(super) fn fresh_direction(
         // Two classical Gram–Schmidt passes against each block: after the
         // second, what is left is orthogonal to both to rounding.
         for _ in 0..2 {
-            for (columns, count) in [(locked, n_locked), (v, ncols)] {
-                if count == 0 {
-                    continue;
-                }
-                h.resize(count, 0.0);
-                sweep(columns, n, count, w, None, partials, h);
-                norm = subtract_columns(columns, n, 0, h, w, partials).sqrt();
+            if let Some(after) = project_out_block(locked, n, n_locked, w, scratch) {
+                norm = after;
+            }
+            if let Some(after) = project_out_block(v, n, ncols, w, scratch) {
+                norm = after;
             }
         }
         if norm > 1e-6 * input_norm {
@@ -337,6 +331,24 @@ pub(super) fn fresh_direction(
     Err(Error::Operator(
         "lanczos could not extend the Krylov basis with a random vector".to_string(),
     ))
+}
+
+/// One classical Gram–Schmidt pass of `w` against the first `count` columns
+/// of `columns`; `‖w‖` after it, `None` when there are no columns.
+fn project_out_block<T: BasisElement>(
+    columns: &[T],
+    n: usize,
+    count: usize,
+    w: &mut [f64],
+    scratch: &mut Scratch,
+) -> Option<f64> {
+    if count == 0 {
+        return None;
+    }
+    let Scratch { partials, h, .. } = scratch;
+    h.resize(count, 0.0);
+    sweep(columns, n, count, w, None, partials, h);
+    Some(subtract_columns(columns, n, 0, h, w, partials).sqrt())
 }
 
 /// `‖x‖²`, summed deterministically over fixed chunks.

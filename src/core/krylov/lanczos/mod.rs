@@ -24,9 +24,16 @@
 //!   kept Ritz vectors, where Paige's theory says the loss goes: selective
 //!   orthogonalisation) or, periodically, all of them, and removed from the
 //!   columns that carry it. η is tied to `tol` (`tol/10` within
-//!   `[16ε, √ε]`): corrections subtract columns `T` does not record, so Ritz
-//!   vectors carry residuals of about `η‖A‖` beyond `|β_m s_{m,i}|`.
-//!   `α_j`, `β_j = ‖w‖`, `v_{j+1} = w / β_j`.
+//!   `[16ε, √ε]`, ε the basis' unit): corrections subtract columns `T` does
+//!   not record, so Ritz vectors carry residuals of about `η‖A‖` beyond
+//!   `|β_m s_{m,i}|`. `α_j`, `β_j = ‖w‖`, `v_{j+1} = w / β_j`.
+//! * **Storage.** The basis is float64, or float32 for an operator whose
+//!   products are only float32-accurate (a float32 network's Hessian): the
+//!   passes over it are memory-bound, so half the bytes is nearly half
+//!   their time, and a stored column's rounding is no larger than the
+//!   product's own. `w` and all arithmetic stay float64; returned vectors
+//!   are float64 (the final Rayleigh–Ritz orthonormalises them to float64
+//!   rounding).
 //! * **Breakdown.** When `w` is numerically in `span(V_j)` (β_j tiny against
 //!   `‖A v_j‖`), an invariant subspace was found: the coupling is set to
 //!   `β_j = 0` and the basis continues with a fresh random vector
@@ -101,7 +108,10 @@ use expand::{fill_random, fresh_direction, norm_squared, scale, Expansion, Krylo
 use finish::{orthonormalize, rayleigh_ritz};
 use restart::{combine_in_place, gather_columns, keep_count, ranked};
 
-use crate::core::krylov::basis::{dot, subtract_columns, sweep, REDUCE_CHUNK};
+use crate::core::krylov::basis::{
+    apply_to_column, dot, store_divided, subtract_columns, sweep, widen_into, BasisElement,
+    REDUCE_CHUNK,
+};
 #[cfg(test)]
 use crate::core::krylov::tridiag::sym_eig;
 use crate::core::krylov::tridiag::SymEig;
@@ -224,26 +234,53 @@ pub fn lanczos(
     Ok(output)
 }
 
-/// [`lanczos`] on an operator of ordinary scale.
+/// [`lanczos`] on an operator of ordinary scale. An operator whose products
+/// are only float32-accurate gets a float32 Krylov basis: every sweep over
+/// it moves half the bytes, and the rounding of its columns is no larger
+/// than the products' own (SLQ does the same).
 fn lanczos_unscaled(
     op: &dyn SymOp,
     params: &LanczosParams,
     monitor: &dyn Monitor,
 ) -> Result<LanczosOutput> {
+    if float32_basis(op) {
+        lanczos_with_basis::<f32>(op, params, monitor)
+    } else {
+        lanczos_with_basis::<f64>(op, params, monitor)
+    }
+}
+
+/// Whether [`lanczos`] keeps `op`'s Krylov basis in float32.
+pub(crate) fn float32_basis(op: &dyn SymOp) -> bool {
+    op.relative_precision() >= f64::from(f32::EPSILON)
+}
+
+/// [`lanczos_unscaled`] with the Krylov basis stored as `T`; the vectors
+/// returned (and the locked ones) are float64.
+fn lanczos_with_basis<T: BasisElement>(
+    op: &dyn SymOp,
+    params: &LanczosParams,
+    monitor: &dyn Monitor,
+) -> Result<LanczosOutput> {
     let n = op.dim();
-    let setup = Setup::validate(n, params, op.data_precision().max(op.relative_precision()))?;
+    let precision = op.data_precision().max(op.relative_precision());
+    let setup = Setup::validate(n, params, precision, T::ROUNDING)?;
     let m = setup.ncv;
     let k = params.k;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
     let mut counts = Counts::default();
     // Columns 0..m hold V_m; column m holds the continuation vector v_{m+1}.
-    let mut basis = vec![0.0; (m + 1) * n];
-    match &params.v0 {
-        Some(v0) => basis[..n].copy_from_slice(v0),
-        None => fill_random(&mut basis[..n], &mut rng),
-    }
-    let start_norm = norm_squared(&basis[..n]).sqrt();
-    scale(&mut basis[..n], 1.0 / start_norm);
+    let mut basis = vec![T::default(); (m + 1) * n];
+    let mut start = match &params.v0 {
+        Some(v0) => v0.clone(),
+        None => {
+            let mut random = vec![0.0; n];
+            fill_random(&mut random, &mut rng);
+            random
+        }
+    };
+    let start_norm = norm_squared(&start).sqrt();
+    store_divided(&start, start_norm, &mut basis[..n], true);
     let main = Cycles {
         op,
         setup: &setup,
@@ -260,19 +297,20 @@ fn lanczos_unscaled(
     if skip_vectors {
         return Ok(main.into_output(Vec::new(), counts, m));
     }
+    let mut vectors = T::into_f64(basis, q * n);
     let (values, residuals) = if params.want_vectors {
-        let measured = rayleigh_ritz(op, &mut basis, n, q, monitor)?;
+        let measured = rayleigh_ritz(op, &mut vectors, n, q, monitor)?;
         counts.n_matvec += q;
         measured
     } else {
         // Eigenvalues only: the locked directions must be orthonormal, but
         // polishing them costs k products the caller does not need (the
         // values and estimates are the run's, as ARPACK returns them).
-        orthonormalize(&mut basis, n, q);
+        orthonormalize(&mut vectors, n, q);
         (main.values.clone(), main.residuals.clone())
     };
     let mut found = Found {
-        vectors: basis,
+        vectors,
         values,
         residuals,
         converged: main.converged.clone(),
@@ -281,7 +319,7 @@ fn lanczos_unscaled(
         // Locking: the converged pairs are deflated and the search goes on
         // from a fresh random vector for anything the wanted set missed
         // (further copies of a multiple eigenvalue, above all).
-        let mut verify_basis = vec![0.0; (m + 1) * n];
+        let mut verify_basis = vec![T::default(); (m + 1) * n];
         // The search shares `maxiter` with the main run.
         let mut cycles_left = setup.maxiter.saturating_sub(main.cycles);
         let mut scale_seen = main.scale;
@@ -296,10 +334,10 @@ fn lanczos_unscaled(
             let Some(bounds) = Bounds::of(&found.values, params.which, k, margin) else {
                 break;
             };
-            fill_random(&mut verify_basis[..n], &mut rng);
+            fill_random(&mut start, &mut rng);
             let mut scratch = Scratch::default();
-            project_out(&found.vectors, n, &mut verify_basis[..n], &mut scratch);
-            let norm = norm_squared(&verify_basis[..n]).sqrt();
+            project_out(&found.vectors, n, &mut start, &mut scratch);
+            let norm = norm_squared(&start).sqrt();
             // The deflated space must hold a basis of a few vectors.
             let room = n - found.values.len();
             let wanted = if bounds.low.is_some() && bounds.high.is_some() {
@@ -310,7 +348,7 @@ fn lanczos_unscaled(
             if norm == 0.0 || room < wanted + 2 {
                 break;
             }
-            scale(&mut verify_basis[..n], 1.0 / norm);
+            store_divided(&start, norm, &mut verify_basis[..n], true);
             let small = Setup {
                 ncv: m.min(room - 1),
                 maxiter: cycles_left,
@@ -333,25 +371,26 @@ fn lanczos_unscaled(
             }
             // Orthogonal to the locked vectors to rounding (the deflated
             // run kept it so only to its own loss threshold), then measured.
+            let mut candidate = vec![0.0; n];
+            widen_into(&verify_basis[..n], &mut candidate, true);
             for _ in 0..2 {
-                project_out(&found.vectors, n, &mut verify_basis[..n], &mut scratch);
+                project_out(&found.vectors, n, &mut candidate, &mut scratch);
             }
-            let norm = norm_squared(&verify_basis[..n]).sqrt();
+            let norm = norm_squared(&candidate).sqrt();
             if norm.is_nan() || norm <= 0.5 {
                 // A unit vector mostly in the locked span (rounding that
                 // re-entered it): not a new pair, and its remainder would
                 // not be orthogonal to the locked vectors.
                 break;
             }
-            scale(&mut verify_basis[..n], 1.0 / norm);
-            let (value, residual) = rayleigh_ritz(op, &mut verify_basis, n, 1, monitor)?;
+            scale(&mut candidate, 1.0 / norm);
+            let (value, residual) = rayleigh_ritz(op, &mut candidate, n, 1, monitor)?;
             counts.n_matvec += 1;
             found.vectors.truncate(found.values.len() * n);
-            found.vectors.extend_from_slice(&verify_basis[..n]);
+            found.vectors.extend_from_slice(&candidate[..n]);
             found.values.push(value[0]);
             found.residuals.push(residual[0]);
             found.converged.push(true);
-            verify_basis.resize((m + 1) * n, 0.0);
         }
     }
     Ok(found.select(
@@ -542,7 +581,7 @@ impl Ritz {
 /// one classical Gram–Schmidt pass, enough because the locked vectors are
 /// nearly invariant (`Xᵀ A v` is of the order of their residuals).
 fn project_out(locked: &[f64], n: usize, w: &mut [f64], scratch: &mut Scratch) {
-    deflate(locked, n, None, w, scratch);
+    deflate::<f64>(locked, n, None, w, scratch);
 }
 
 /// `w ← (I − X Xᵀ) w + σ X Xᵀ v`: the product `w = A v` of the deflated
@@ -550,10 +589,10 @@ fn project_out(locked: &[f64], n: usize, w: &mut [f64], scratch: &mut Scratch) {
 /// directions would have eigenvalue 0, which rounding lets into the basis
 /// and which is *wanted* when it lies beyond the worst wanted value (the
 /// smallest of a positive spectrum): σ is put where nothing is wanted.
-fn deflate(
+fn deflate<T: BasisElement>(
     locked: &[f64],
     n: usize,
-    shifted: Option<(f64, &[f64])>,
+    shifted: Option<(f64, &[T])>,
     w: &mut [f64],
     scratch: &mut Scratch,
 ) {
@@ -566,7 +605,7 @@ fn deflate(
     sweep(locked, n, count, w, None, &mut scratch.partials, &mut h);
     if let Some((sigma, v)) = shifted {
         for (c, hc) in h.iter_mut().enumerate() {
-            *hc -= sigma * chunked_dot(&locked[c * n..(c + 1) * n], v);
+            *hc -= sigma * chunked_dot(v, &locked[c * n..(c + 1) * n]);
         }
     }
     subtract_columns(locked, n, 0, &h, w, &mut scratch.partials);
@@ -574,7 +613,7 @@ fn deflate(
 }
 
 /// `a · b` summed over fixed chunks in order (deterministic).
-fn chunked_dot(a: &[f64], b: &[f64]) -> f64 {
+fn chunked_dot<T: BasisElement>(a: &[T], b: &[f64]) -> f64 {
     let partials: Vec<f64> = a
         .par_chunks(REDUCE_CHUNK)
         .zip(b.par_chunks(REDUCE_CHUNK))
@@ -598,9 +637,9 @@ struct Cycles<'a> {
 impl Cycles<'_> {
     /// Runs from the unit vector in `basis[..n]`; on return the wanted
     /// Ritz vectors (ascending values) are the first columns of `basis`.
-    fn run(
+    fn run<T: BasisElement>(
         &self,
-        basis: &mut [f64],
+        basis: &mut [T],
         rng: &mut Xoshiro256PlusPlus,
         counts: &mut Counts,
         monitor: &dyn Monitor,
@@ -610,7 +649,12 @@ impl Cycles<'_> {
         let m = setup.ncv;
         let k = self.wanted;
         let mut scratch = Scratch::default();
-        let mut expansion = Expansion::new(n, m, op.relative_precision(), setup.threshold);
+        let mut expansion =
+            Expansion::new(n, m, op.relative_precision(), T::ROUNDING, setup.threshold);
+        // The product of the current column, made orthogonal in float64
+        // before it is stored as the next column; `wide` holds a float32
+        // column widened for an operator that takes float64 input only.
+        let (mut w, mut wide) = (vec![0.0; n], Vec::new());
         let mut projected = vec![0.0; m * m];
         let mut start = 0;
         let mut cycles = 0;
@@ -625,12 +669,12 @@ impl Cycles<'_> {
             let mut broke_down = false;
             for j in start..m {
                 let (v, rest) = basis.split_at_mut((j + 1) * n);
-                let w = &mut rest[..n];
-                op.apply(&v[j * n..], w)?;
+                let next = &mut rest[..n];
+                apply_to_column(op, &v[j * n..(j + 1) * n], &mut w, &mut wide, true)?;
                 counts.n_matvec += 1;
                 monitor.check()?;
                 let shifted = self.shift.map(|sigma| (sigma, &v[j * n..]));
-                deflate(self.locked, n, shifted, w, &mut scratch);
+                deflate(self.locked, n, shifted, &mut w, &mut scratch);
                 let krylov = Krylov {
                     v,
                     n,
@@ -639,23 +683,24 @@ impl Cycles<'_> {
                 };
                 let step = if j == start {
                     // The arrow: A v_p couples to every kept Ritz vector.
-                    expansion.arrow_step(krylov, j, w, &mut scratch)?
+                    expansion.arrow_step(krylov, j, &mut w, &mut scratch)?
                 } else {
-                    expansion.recurrence_step(krylov, j, w, &mut scratch)?
+                    expansion.recurrence_step(krylov, j, &mut w, &mut scratch)?
                 };
                 projected[j * m + j] = step.alpha;
                 let beta = if j + 1 + self.locked.len() / n >= n {
                     // The basis spans the whole space: A V = V T exactly.
-                    w.fill(0.0);
+                    next.fill(T::default());
                     0.0
                 } else if step.in_span {
                     broke_down = true;
-                    fresh_direction(v, n, j + 1, self.locked, w, rng, &mut scratch)?;
+                    fresh_direction(v, n, j + 1, self.locked, &mut w, rng, &mut scratch)?;
+                    store_divided(&w, 1.0, next, true);
                     expansion.omega.orthogonalized(j);
                     ended_in_breakdown = j + 1 == m;
                     0.0
                 } else {
-                    scale(w, 1.0 / step.beta);
+                    store_divided(&w, step.beta, next, true);
                     step.beta
                 };
                 expansion.omega.shift();
@@ -873,7 +918,14 @@ impl Cycles<'_> {
     }
 
     /// The returned pairs' vectors into the first columns of the basis.
-    fn finish(&self, basis: &mut [f64], n: usize, size: usize, cycles: usize, done: Done) -> Ritz {
+    fn finish<T: BasisElement>(
+        &self,
+        basis: &mut [T],
+        n: usize,
+        size: usize,
+        cycles: usize,
+        done: Done,
+    ) -> Ritz {
         combine_in_place(basis, n, size, &done.coefficients, done.values.len());
         Ritz {
             cycles,
@@ -908,8 +960,8 @@ struct Setup {
     precision: f64,
     eps23: f64,
     /// Loss of orthogonality η allowed before a correction: `tol / 10` (tol
-    /// no finer than the rounding floor), between `16ε` and Simon's √ε of
-    /// the operator's precision. Semi-orthogonality (η = √ε) keeps the
+    /// no finer than the rounding floor), between 16 ulps of the basis'
+    /// storage and Simon's √ε of the operator's precision. Semi-orthogonality (η = √ε) keeps the
     /// Ritz *values* accurate, but each correction subtracts basis columns
     /// that `T` does not record, so the Ritz *vectors* carry residuals of
     /// about `η ‖A‖` that the recurrence's `|β s_m|` does not see (measured:
@@ -922,7 +974,8 @@ struct Setup {
 }
 
 impl Setup {
-    fn validate(n: usize, params: &LanczosParams, precision: f64) -> Result<Setup> {
+    /// `rounding`: the unit roundoff of the Krylov basis' storage.
+    fn validate(n: usize, params: &LanczosParams, precision: f64, rounding: f64) -> Result<Setup> {
         let k = params.k;
         if n < 2 {
             return Err(Error::invalid(
@@ -998,8 +1051,11 @@ impl Setup {
             // the basis need not be kept more orthogonal than that either: a
             // float32 operator at tol 1e-10 was otherwise held to 1e-11, ten
             // thousand times below what its products can resolve.
+            // Nor more orthogonal than its stored columns can be: sixteen
+            // ulps of the storage (of float32 for a float32 basis).
             threshold: (0.1 * tol.max(ROUNDING_MULTIPLE * precision))
-                .clamp(16.0 * eps, precision.sqrt()),
+                .min(precision.sqrt())
+                .max(32.0 * rounding),
             verify: params.check_multiplicities && params.which != Which::SmallestMagnitude,
         })
     }

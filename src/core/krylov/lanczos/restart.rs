@@ -2,6 +2,7 @@
 //! in-place product `V ← V Y` that forms them.
 
 use super::Which;
+use crate::core::krylov::basis::BasisElement;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
@@ -76,10 +77,17 @@ pub(super) fn gather_columns(y: &[f64], m: usize, indices: &[usize]) -> Vec<f64>
 /// basis is gathered into a contiguous buffer, multiplied by `Y` with faer's
 /// GEMM (runtime-dispatched SIMD kernels; sequential inside a chunk, so the
 /// result does not depend on the thread count) and copied back. No second
-/// `n x m` copy of the basis is ever made.
-pub(super) fn combine_in_place(basis: &mut [f64], n: usize, m: usize, y: &[f64], q: usize) {
+/// `n x m` copy of the basis is ever made. A float32 basis is widened into
+/// the buffer and the product rounded back.
+pub(super) fn combine_in_place<T: BasisElement>(
+    basis: &mut [T],
+    n: usize,
+    m: usize,
+    y: &[f64],
+    q: usize,
+) {
     let n_chunks = n.div_ceil(COMBINE_ROWS);
-    let mut pieces: Vec<Vec<&mut [f64]>> = (0..n_chunks).map(|_| Vec::with_capacity(m)).collect();
+    let mut pieces: Vec<Vec<&mut [T]>> = (0..n_chunks).map(|_| Vec::with_capacity(m)).collect();
     for column in basis[..m * n].chunks_mut(n) {
         for (c, piece) in column.chunks_mut(COMBINE_ROWS).enumerate() {
             pieces[c].push(piece);
@@ -92,7 +100,9 @@ pub(super) fn combine_in_place(basis: &mut [f64], n: usize, m: usize, y: &[f64],
             let rows = columns[0].len();
             let gathered = &mut gathered[..rows * m];
             for (g, column) in gathered.chunks_exact_mut(rows).zip(&columns) {
-                g.copy_from_slice(column);
+                g.iter_mut()
+                    .zip(column.iter())
+                    .for_each(|(g, &c)| *g = c.widen());
             }
             let product = &mut product[..rows * q];
             matmul(
@@ -104,7 +114,10 @@ pub(super) fn combine_in_place(basis: &mut [f64], n: usize, m: usize, y: &[f64],
                 Par::Seq,
             );
             for (column, out) in columns.iter_mut().zip(product.chunks_exact(rows)) {
-                column.copy_from_slice(out);
+                column
+                    .iter_mut()
+                    .zip(out)
+                    .for_each(|(c, &x)| *c = T::narrow(x));
             }
         },
     );

@@ -28,6 +28,14 @@ impl<'a> PowerOfTwoScaled<'a> {
         }
     }
 
+    /// `y ← 2^e y`, `e` fixed by the first product.
+    fn scale_product(&self, y: &mut [f64]) {
+        let factor = *self.factor.get_or_init(|| factor_for(y));
+        if factor != 1.0 {
+            y.iter_mut().for_each(|v| *v *= factor);
+        }
+    }
+
     /// The `2^e` applied (1 until the first product).
     pub(super) fn factor(&self) -> f64 {
         self.factor.get().copied().unwrap_or(1.0)
@@ -57,11 +65,15 @@ impl SymOp for PowerOfTwoScaled<'_> {
     }
     fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
         self.op.apply(x, y)?;
-        let factor = *self.factor.get_or_init(|| factor_for(y));
-        if factor != 1.0 {
-            y.iter_mut().for_each(|v| *v *= factor);
-        }
+        self.scale_product(y);
         Ok(())
+    }
+    fn apply_f32_input(&self, x: &[f32], y: &mut [f64]) -> Option<Result<()>> {
+        let result = self.op.apply_f32_input(x, y)?;
+        if result.is_ok() {
+            self.scale_product(y);
+        }
+        Some(result)
     }
     fn relative_precision(&self) -> f64 {
         self.op.relative_precision()

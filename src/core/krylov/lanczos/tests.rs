@@ -1231,3 +1231,113 @@ fn float32_data_zero_cluster_converges() {
         }
     }
 }
+
+/// A float32 network's Hessian in miniature: input and output rounded to
+/// float32 (its products are float32-accurate), float32 input taken as it is.
+struct Float32Products<'a> {
+    inner: &'a dyn SymOp,
+    float32_inputs: std::sync::atomic::AtomicUsize,
+}
+
+impl Float32Products<'_> {
+    fn round_product(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
+        self.inner.apply(x, y)?;
+        y.iter_mut().for_each(|v| *v = f64::from(*v as f32));
+        Ok(())
+    }
+}
+
+impl SymOp for Float32Products<'_> {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn apply(&self, x: &[f64], y: &mut [f64]) -> Result<()> {
+        let rounded: Vec<f64> = x.iter().map(|&v| f64::from(v as f32)).collect();
+        self.round_product(&rounded, y)
+    }
+    fn apply_f32_input(&self, x: &[f32], y: &mut [f64]) -> Option<Result<()>> {
+        self.float32_inputs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let wide: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        Some(self.round_product(&wide, y))
+    }
+    fn relative_precision(&self) -> f64 {
+        f64::from(f32::EPSILON)
+    }
+}
+
+/// An operator with float32-accurate products gets a float32 Krylov basis
+/// (every recurrence product takes a stored float32 column as it is) and
+/// still returns the true extreme eigenpairs to float32 accuracy, copies of
+/// repeated eigenvalues included, with float64-orthonormal vectors; its
+/// values agree with a float64 basis' to that accuracy.
+#[test]
+fn float32_products_get_a_float32_basis() {
+    let anisotropic = Laplacian3d {
+        dims: [14, 13, 12],
+        coeffs: [1.0, 1.1, 1.2],
+        shift: 3.0,
+    };
+    let isotropic = Laplacian3d {
+        dims: [9, 9, 9],
+        coeffs: [1.0, 1.0, 1.0],
+        shift: 0.0,
+    };
+    for (grid, which) in [
+        (&anisotropic, Which::LargestAlgebraic),
+        (&anisotropic, Which::SmallestAlgebraic),
+        (&anisotropic, Which::BothEnds),
+        (&isotropic, Which::LargestAlgebraic),
+        (&isotropic, Which::SmallestAlgebraic),
+    ] {
+        let op = Float32Products {
+            inner: grid,
+            float32_inputs: Default::default(),
+        };
+        assert!(float32_basis(&op));
+        let spectrum = grid.spectrum();
+        let norm = grid.norm();
+        let tol = 1e-5;
+        let out = lanczos(&op, &params(6, which, tol), &Silent).unwrap();
+        assert!(out.all_converged, "{which:?}: {:?}", out.converged);
+        let recurrence_products = op.float32_inputs.load(std::sync::atomic::Ordering::Relaxed);
+        // Only the final Rayleigh–Ritz products (float64 vectors) widen.
+        assert!(
+            recurrence_products + 6 <= out.n_matvec && recurrence_products + 12 >= out.n_matvec,
+            "{which:?}: {recurrence_products} of {} products took float32 columns",
+            out.n_matvec
+        );
+        let want = select(&spectrum, which, 6);
+        let n = op.dim();
+        let mut av = vec![0.0; n];
+        for (i, (got, want)) in out.values.iter().zip(&want).enumerate() {
+            assert!(
+                (got - want).abs() <= 1e-5 * norm,
+                "{which:?}: {:?} vs {want:?}",
+                out.values
+            );
+            let v = &out.vectors[i * n..(i + 1) * n];
+            grid.apply(v, &mut av).unwrap();
+            let residual = av
+                .iter()
+                .zip(v)
+                .map(|(a, x)| (a - got * x).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(
+                residual <= 10.0 * tol * norm,
+                "{which:?}: residual {residual:e}"
+            );
+            for j in 0..=i {
+                let u = &out.vectors[j * n..(j + 1) * n];
+                let g: f64 = u.iter().zip(v).map(|(a, b)| a * b).sum();
+                let target = if i == j { 1.0 } else { 0.0 };
+                assert!((g - target).abs() <= 1e-12, "{which:?}: VᵀV[{i},{j}] = {g}");
+            }
+        }
+        let wide = lanczos_with_basis::<f64>(&op, &params(6, which, tol), &Silent).unwrap();
+        for (a, b) in out.values.iter().zip(&wide.values) {
+            assert!((a - b).abs() <= 1e-5 * norm, "{which:?}: {a} vs {b}");
+        }
+    }
+}

@@ -92,7 +92,9 @@
 //! steps do).
 
 use crate::core::error::{Error, Result};
-use crate::core::krylov::basis::{subtract_listed_columns, sweep, BasisElement};
+use crate::core::krylov::basis::{
+    apply_to_column, store_divided, subtract_listed_columns, sweep, BasisElement,
+};
 use crate::core::krylov::orthogonality::{
     OrthogonalityEstimate, LOOKAHEAD, MEASURE_EVERY, RESTORE_FRACTION,
 };
@@ -263,39 +265,6 @@ where
         .fold([0.0, 0.0], |s, p| [s[0] + p[0], s[1] + p[1]])
 }
 
-/// `out = column` widened to float64.
-fn widen_into<T: BasisElement>(column: &[T], out: &mut [f64], parallel: bool) {
-    let widen = |(o, c): (&mut [f64], &[T])| o.iter_mut().zip(c).for_each(|(o, &c)| *o = c.widen());
-    if parallel {
-        out.par_chunks_mut(CHUNK)
-            .zip(column.par_chunks(CHUNK))
-            .for_each(widen);
-    } else {
-        out.chunks_mut(CHUNK)
-            .zip(column.chunks(CHUNK))
-            .for_each(widen);
-    }
-}
-
-/// `w = A q` for a stored basis column: handed over as it is when the
-/// operator takes its element type, else through a widened copy in `wide`.
-fn apply_to_column<T: BasisElement>(
-    op: &dyn SymOp,
-    q: &[T],
-    w: &mut [f64],
-    wide: &mut [f64],
-    parallel: bool,
-) -> Result<()> {
-    if let Some(q) = T::as_f64(q) {
-        return op.apply(q, w);
-    }
-    if let Some(result) = T::as_f32(q).and_then(|q| op.apply_f32_input(q, w)) {
-        return result;
-    }
-    widen_into(q, wide, parallel);
-    op.apply(wide, w)
-}
-
 /// m steps of Lanczos from `z / ‖z‖` with partial reorthogonalisation (module
 /// docs); returns (α, β) with β of the same length as α (last entry the
 /// residual norm, 0 on breakdown) and the number of Gram–Schmidt corrections. `storage` holds the basis; reusing it across probes
@@ -444,20 +413,7 @@ fn lanczos_probe<T: BasisElement>(
         }
         beta.push(b);
         omega.shift();
-        let next = &mut rest[..n];
-        if parallel {
-            next.par_chunks_mut(CHUNK)
-                .zip(w.par_chunks(CHUNK))
-                .for_each(|(qc, wc)| {
-                    qc.iter_mut()
-                        .zip(wc)
-                        .for_each(|(q, &x)| *q = T::narrow(x / b))
-                });
-        } else {
-            next.iter_mut()
-                .zip(&w)
-                .for_each(|(q, &x)| *q = T::narrow(x / b));
-        }
+        store_divided(&w, b, &mut rest[..n], parallel);
     }
     Ok((alpha, beta, reorthogonalized))
 }
