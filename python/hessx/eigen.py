@@ -176,7 +176,9 @@ def lanczos(
     maxiter : int, optional
         Maximum number of restarts (default ``10 * n``).
     ncv : int, optional
-        Number of Lanczos vectors (default ``min(n, max(2k + 1, 20))``).
+        Number of Lanczos vectors (default ``min(n, max(2k + 1, 20))``). They
+        take ``(ncv + 1) * n`` floats: float32 when ``A``'s products are
+        float32 (a float32 callable or model), else float64.
     v0 : array_like, optional
         Starting vector (default: random from ``rng``).
     rng : None, int or numpy.random.Generator
