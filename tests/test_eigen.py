@@ -228,3 +228,34 @@ def test_check_multiplicities_is_a_bool_and_can_be_switched_off():
     res = hessx.lanczos(A, k=4, which="LA", rng=0, check_multiplicities=False)
     assert res.all_converged
     assert all(np.min(np.abs(exact - x)) < 1e-8 for x in res.eigenvalues)
+
+
+@pytest.mark.parametrize("which", ["LA", "SA", "BE"])
+def test_float32_callable_matches_dense_eigh_with_copies_found(which, rng):
+    """A float32 function's products are float32-accurate, so lanczos keeps
+    its Krylov basis in float32 and hands the function its columns as they
+    are: the extreme pairs must still agree with a dense solver to float32
+    accuracy, a doubled extreme eigenvalue must come back twice, and the
+    returned float64 vectors must be orthonormal to float64 rounding."""
+    n = 500
+    spectrum = np.linspace(-2.0, 3.0, n)
+    spectrum[-2:] = spectrum[-1]
+    spectrum[:2] = spectrum[0]
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    M = ((Q * spectrum) @ Q.T).astype(np.float32)
+    M = (M + M.T) / 2
+    seen = set()
+
+    def matvec(x):
+        seen.add(x.dtype)
+        return M @ x
+
+    op = hessx.CallableOperator(n, matvec, dtype=np.float32)
+    res = hessx.lanczos(op, k=4, which=which, tol=1e-6, rng=3)
+    assert seen == {np.dtype(np.float32)}
+    w_all = np.linalg.eigvalsh(M.astype(np.float64))
+    np.testing.assert_allclose(res.eigenvalues, expected(w_all, 4, which), atol=1e-5 * 3)
+    v = res.eigenvectors.astype(np.float64)
+    np.testing.assert_allclose(v.T @ v, np.eye(4), atol=1e-12)
+    explicit = np.linalg.norm(M.astype(np.float64) @ v - v * res.eigenvalues, axis=0)
+    assert np.all(explicit <= 1e-5 * 3), explicit
