@@ -88,16 +88,9 @@ impl BasisElement for f32 {
 
 /// `out = column` widened to float64.
 pub(crate) fn widen_into<T: BasisElement>(column: &[T], out: &mut [f64], parallel: bool) {
-    let widen = |(o, c): (&mut [f64], &[T])| o.iter_mut().zip(c).for_each(|(o, &c)| *o = c.widen());
-    if parallel {
-        out.par_chunks_mut(REDUCE_CHUNK)
-            .zip(column.par_chunks(REDUCE_CHUNK))
-            .for_each(widen);
-    } else {
-        out.chunks_mut(REDUCE_CHUNK)
-            .zip(column.chunks(REDUCE_CHUNK))
-            .for_each(widen);
-    }
+    for_each_chunk_pair(out, column, parallel, |o, c| {
+        o.iter_mut().zip(c).for_each(|(o, &c)| *o = c.widen())
+    });
 }
 
 /// `column = w / divisor`, rounded to the basis' element type: a new basis
@@ -108,21 +101,29 @@ pub(crate) fn store_divided<T: BasisElement>(
     column: &mut [T],
     parallel: bool,
 ) {
-    let store = |(c, w): (&mut [T], &[f64])| {
+    for_each_chunk_pair(column, w, parallel, |c, w| {
         c.iter_mut()
             .zip(w)
             .for_each(|(c, &x)| *c = T::narrow(x / divisor))
-    };
+    });
+}
+
+/// `f` on matching [`REDUCE_CHUNK`] pieces of `out` and `input`, on the
+/// pool's threads when `parallel`, else on this one.
+fn for_each_chunk_pair<A: Send, B: Sync>(
+    out: &mut [A],
+    input: &[B],
+    parallel: bool,
+    f: impl Fn(&mut [A], &[B]) + Sync,
+) {
     if parallel {
-        column
-            .par_chunks_mut(REDUCE_CHUNK)
-            .zip(w.par_chunks(REDUCE_CHUNK))
-            .for_each(store);
+        out.par_chunks_mut(REDUCE_CHUNK)
+            .zip(input.par_chunks(REDUCE_CHUNK))
+            .for_each(|(o, i)| f(o, i));
     } else {
-        column
-            .chunks_mut(REDUCE_CHUNK)
-            .zip(w.chunks(REDUCE_CHUNK))
-            .for_each(store);
+        out.chunks_mut(REDUCE_CHUNK)
+            .zip(input.chunks(REDUCE_CHUNK))
+            .for_each(|(o, i)| f(o, i));
     }
 }
 

@@ -104,7 +104,7 @@ impl OrthogonalityEstimate {
             next: vec![0.0; m + 1],
             unit: floor.max(precision),
             floor,
-            floor_range: (vector_work.min(floor), floor),
+            floor_range: (vector_work, floor),
             threshold,
         }
     }
